@@ -1,0 +1,21 @@
+//! mailferry: move mail between POP3, IMAP and Maildir without losing or
+//! duplicating a message.
+//!
+//! The spine, in the order a run goes through it:
+//! `cli` → `config` (URLs, accounts, jobs) → `plan` (pure: listings + state →
+//! actions) → `exec` (runs actions over the `imap`/`pop3`/`maildir`
+//! endpoints, records in `state`) → `report` (progress, `--json`, summary,
+//! exit code). Protocol modules know nothing of jobs; the planner knows
+//! nothing of sockets.
+
+pub mod error;
+pub mod types;
+pub mod mutf7;
+pub mod endpoint;
+pub mod net;
+pub mod imap;
+pub mod pop3;
+pub mod maildir;
+pub mod state;
+
+pub use error::{Error, ExitCode, Result};
