@@ -23,7 +23,11 @@ pub enum Error {
     /// Bad flags, bad URL, bad config value: the user must change the command.
     Usage(String),
     /// Config file problem, with file, line and key where known.
-    Config { file: String, line: Option<usize>, msg: String },
+    Config {
+        file: String,
+        line: Option<usize>,
+        msg: String,
+    },
     /// The server rejected our credentials.
     Auth { server: String, msg: String },
     /// TCP connect, DNS, TLS handshake or certificate failure.
@@ -63,17 +67,26 @@ impl Error {
 
     /// Helper for I/O errors on a path.
     pub fn io(path: impl AsRef<std::path::Path>, err: std::io::Error) -> Error {
-        Error::Io { path: path.as_ref().display().to_string(), err }
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            err,
+        }
     }
 
     /// Helper for protocol errors.
     pub fn protocol(server: impl Into<String>, msg: impl Into<String>) -> Error {
-        Error::Protocol { server: server.into(), msg: msg.into() }
+        Error::Protocol {
+            server: server.into(),
+            msg: msg.into(),
+        }
     }
 
     /// Helper for connection errors.
     pub fn connect(server: impl Into<String>, msg: impl Into<String>) -> Error {
-        Error::Connect { server: server.into(), msg: msg.into() }
+        Error::Connect {
+            server: server.into(),
+            msg: msg.into(),
+        }
     }
 
     /// True when retrying the same operation later may succeed (dropped
@@ -87,8 +100,16 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Usage(m) => write!(f, "{m}"),
-            Error::Config { file, line: Some(l), msg } => write!(f, "{file}:{l}: {msg}"),
-            Error::Config { file, line: None, msg } => write!(f, "{file}: {msg}"),
+            Error::Config {
+                file,
+                line: Some(l),
+                msg,
+            } => write!(f, "{file}:{l}: {msg}"),
+            Error::Config {
+                file,
+                line: None,
+                msg,
+            } => write!(f, "{file}: {msg}"),
             Error::Auth { server, msg } => write!(
                 f,
                 "{server}: authentication failed: {msg} (check the user name and the password source)"
@@ -96,7 +117,10 @@ impl fmt::Display for Error {
             Error::Connect { server, msg } => write!(f, "{server}: {msg}"),
             Error::Protocol { server, msg } => write!(f, "{server}: {msg}"),
             Error::Timeout { server, what } => {
-                write!(f, "{server}: timed out waiting for {what} (server slow or unreachable; rerun continues where this stopped)")
+                write!(
+                    f,
+                    "{server}: timed out waiting for {what} (server slow or unreachable; rerun continues where this stopped)"
+                )
             }
             Error::Io { path, err } => write!(f, "{path}: {err}"),
             Error::State(m) => write!(f, "state: {m}"),

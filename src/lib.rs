@@ -8,14 +8,14 @@
 //! exit code). Protocol modules know nothing of jobs; the planner knows
 //! nothing of sockets.
 
-pub mod error;
-pub mod types;
-pub mod mutf7;
 pub mod endpoint;
-pub mod net;
+pub mod error;
 pub mod imap;
-pub mod pop3;
 pub mod maildir;
+pub mod mutf7;
+pub mod net;
+pub mod pop3;
 pub mod state;
+pub mod types;
 
 pub use error::{Error, ExitCode, Result};

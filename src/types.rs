@@ -38,7 +38,11 @@ impl FolderName {
     /// Wraps a decoded, `/`-separated name; an `inbox` in any case becomes `INBOX`.
     pub fn new(name: impl Into<String>) -> FolderName {
         let s: String = name.into();
-        if s.eq_ignore_ascii_case("INBOX") { FolderName::inbox() } else { FolderName(s) }
+        if s.eq_ignore_ascii_case("INBOX") {
+            FolderName::inbox()
+        } else {
+            FolderName(s)
+        }
     }
 
     /// The decoded name, `/`-separated.
@@ -119,11 +123,21 @@ impl Flags {
     /// The IMAP flag list, e.g. `\Seen \Flagged $Forwarded`.
     pub fn to_imap(&self) -> String {
         let mut v: Vec<&str> = Vec::new();
-        if self.seen { v.push("\\Seen"); }
-        if self.answered { v.push("\\Answered"); }
-        if self.flagged { v.push("\\Flagged"); }
-        if self.deleted { v.push("\\Deleted"); }
-        if self.draft { v.push("\\Draft"); }
+        if self.seen {
+            v.push("\\Seen");
+        }
+        if self.answered {
+            v.push("\\Answered");
+        }
+        if self.flagged {
+            v.push("\\Flagged");
+        }
+        if self.deleted {
+            v.push("\\Deleted");
+        }
+        if self.draft {
+            v.push("\\Draft");
+        }
         v.extend(self.keywords.iter().map(|s| s.as_str()));
         v.join(" ")
     }
@@ -131,11 +145,21 @@ impl Flags {
     /// Maildir info letters in ASCII order as the spec requires (`DFRST`).
     pub fn to_maildir(&self) -> String {
         let mut s = String::new();
-        if self.draft { s.push('D'); }
-        if self.flagged { s.push('F'); }
-        if self.answered { s.push('R'); }
-        if self.seen { s.push('S'); }
-        if self.deleted { s.push('T'); }
+        if self.draft {
+            s.push('D');
+        }
+        if self.flagged {
+            s.push('F');
+        }
+        if self.answered {
+            s.push('R');
+        }
+        if self.seen {
+            s.push('S');
+        }
+        if self.deleted {
+            s.push('T');
+        }
         s
     }
 
