@@ -204,3 +204,58 @@ where
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     openssl::sha::sha256(data)
 }
+
+/// The one transport type both mail clients use: plain TCP (before
+/// STARTTLS, or with `--insecure-plaintext`) or TLS over TCP. An enum, not
+/// a trait object, so it stays `Debug + Send + Unpin` as async-imap wants.
+#[derive(Debug)]
+pub enum MailStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for MailStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            MailStream::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            MailStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for MailStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            MailStream::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            MailStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            MailStream::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            MailStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            MailStream::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            MailStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
