@@ -8,6 +8,10 @@
 //! exit code). Protocol modules know nothing of jobs; the planner knows
 //! nothing of sockets.
 
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod docs;
 pub mod endpoint;
 pub mod error;
 pub mod imap;
@@ -15,6 +19,7 @@ pub mod maildir;
 pub mod mutf7;
 pub mod net;
 pub mod pop3;
+pub mod report;
 pub mod state;
 pub mod types;
 

@@ -1,3 +1,7 @@
+use clap::Parser;
+
 fn main() {
-    std::process::exit(2);
+    let cli = mailferry::cli::Cli::parse();
+    let code = mailferry::app::run(cli);
+    std::process::exit(code as i32);
 }

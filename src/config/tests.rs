@@ -1,0 +1,146 @@
+use super::*;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+
+fn write_config(text: &str, mode: u32) -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("config.toml");
+    let mut f = std::fs::File::create(&p).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    (d, p)
+}
+
+fn load(p: &Path) -> Result<Config> {
+    Config::load(&GlobalArgs {
+        config: Some(p.to_path_buf()),
+        state: Some("/tmp/x.db".into()),
+        ..Default::default()
+    })
+}
+
+const GOOD: &str = r#"
+state = "/tmp/mf.db"
+
+[account.work]
+url = "imaps://alice%40example.com@imap.example.com"
+password_command = "pass show work"
+
+[account.pop]
+url = "pop3://bob@pop.example.com"
+tls = "none"
+password = "hunter2"
+
+[[job]]
+name = "backup"
+command = "fetch"
+from = "work"
+to = "/tmp/Mail/work"
+exclude = ["Trash", "Junk"]
+delete_after = 30
+
+[[job]]
+name = "pop"
+command = "fetch"
+from = "pop"
+to = "/tmp/Mail/pop"
+delete_after_fetch = true
+"#;
+
+#[test]
+fn good_config_resolves_jobs_in_order() {
+    let (_d, p) = write_config(GOOD, 0o600);
+    let c = load(&p).unwrap();
+    let jobs = c.file_jobs(&[]).unwrap();
+    assert_eq!(
+        jobs.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(),
+        ["backup", "pop"]
+    );
+    let JobKind::Fetch(f) = &jobs[0].kind else {
+        panic!()
+    };
+    assert_eq!(f.retention, Retention::AfterDays(30));
+    assert!(matches!(f.from.secret, SecretSource::Command(_)));
+    assert!(
+        !f.filter
+            .wants_folder(&crate::types::FolderName::new("Trash"))
+    );
+    let JobKind::Fetch(f) = &jobs[1].kind else {
+        panic!()
+    };
+    assert_eq!(
+        f.from.server_url("from").unwrap().security,
+        Security::Plaintext
+    );
+    assert_eq!(f.retention, Retention::AfterFetch);
+    // only the named job
+    assert_eq!(c.file_jobs(&["pop".into()]).unwrap().len(), 1);
+    assert!(c.file_jobs(&["nope".into()]).is_err());
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let text = "[account.work]\nurl = \"imaps://a@h\"\npasword_command = \"x\"\n";
+    let (_d, p) = write_config(text, 0o600);
+    let e = load(&p).unwrap_err();
+    let msg = e.to_string();
+    assert_eq!(e.exit_code(), crate::ExitCode::Usage);
+    assert!(msg.contains("config.toml:3"), "{msg}");
+    assert!(msg.contains("pasword_command"), "{msg}");
+}
+
+#[test]
+fn bad_value_names_line() {
+    let text = "[account.work]\nurl = \"ftp://a@h\"\n\n[[job]]\nname = \"j\"\ncommand = \"fetch\"\nfrom = \"work\"\nto = \"/tmp/m\"\n";
+    let (_d, p) = write_config(text, 0o600);
+    let e = load(&p).unwrap().file_jobs(&[]).unwrap_err().to_string();
+    assert!(
+        e.contains("config.toml:2") && e.contains("account.work.url"),
+        "{e}"
+    );
+    let text = "[[job]]\nname = \"j\"\ncommand = \"fetch\"\nfrom = \"imaps://a@h\"\nto = \"/tmp/m\"\nmax_size = \"12Q\"\n";
+    let (_d, p) = write_config(text, 0o600);
+    let e = load(&p).unwrap().file_jobs(&[]).unwrap_err().to_string();
+    assert!(e.contains("config.toml:6") && e.contains("max_size"), "{e}");
+    let text = "[[job]]\nname = \"j\"\ncommand = \"sync\"\n";
+    let (_d, p) = write_config(text, 0o600);
+    let e = load(&p).unwrap().file_jobs(&[]).unwrap_err().to_string();
+    assert!(e.contains("config.toml:3") && e.contains("sync"), "{e}");
+}
+
+#[test]
+fn plain_password_in_readable_file_is_refused() {
+    let (_d, p) = write_config(GOOD, 0o644);
+    let e = load(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("chmod 600") && e.contains("account.pop.password"),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2"));
+}
+
+#[test]
+fn urls_and_paths_resolve_without_config() {
+    let c = Config::load(&GlobalArgs {
+        state: Some("/tmp/s.db".into()),
+        config: None,
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(matches!(
+        c.account("imaps://a@h", SecretSource::Default { env_var: "X" })
+            .unwrap()
+            .endpoint,
+        Endpoint::Server(_)
+    ));
+    assert!(matches!(
+        c.account("./Mail", SecretSource::Default { env_var: "X" })
+            .unwrap()
+            .endpoint,
+        Endpoint::Maildir(_)
+    ));
+    let e = c
+        .account("work", SecretSource::Default { env_var: "X" })
+        .unwrap_err();
+    assert_eq!(e.exit_code(), crate::ExitCode::Usage);
+}
