@@ -18,6 +18,7 @@ pub mod imap;
 pub mod maildir;
 pub mod mutf7;
 pub mod net;
+pub mod plan;
 pub mod pop3;
 pub mod report;
 pub mod state;
