@@ -63,10 +63,10 @@ pub fn plan_copy(
             Some(k) => {
                 // Flags: follow the server only where the server changed
                 // them since we last synced; local edits otherwise survive.
-                if let (Some(now), Some(before)) = (&m.flags, &k.flags) {
-                    if !now.same_standard(before) || now.keywords != before.keywords {
-                        plan.set_flags.push((k.clone(), now.clone()));
-                    }
+                if let (Some(now), Some(before)) = (&m.flags, &k.flags)
+                    && (!now.same_standard(before) || now.keywords != before.keywords)
+                {
+                    plan.set_flags.push((k.clone(), now.clone()));
                 }
             }
             None => {

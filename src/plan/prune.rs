@@ -112,8 +112,10 @@ mod tests {
     const DAY: i64 = 86_400;
 
     fn c(uid: u32, age_days: i64, size: u64, flagged: bool) -> PruneCandidate {
-        let mut f = Flags::default();
-        f.flagged = flagged;
+        let f = Flags {
+            flagged,
+            ..Default::default()
+        };
         PruneCandidate {
             key: MsgKey::Uid(Uid(uid)),
             date: 1000 * DAY - age_days * DAY,

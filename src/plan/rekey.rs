@@ -63,12 +63,12 @@ pub fn rekey(old: &[RekeyRecord], new: &[RekeySource]) -> RekeyOutcome {
     let mut new_done = vec![false; new.len()];
     // 1. unique Message-ID + size on both sides: the same message.
     for (key, news) in &by_key_new {
-        if let (Some(olds), [n]) = (by_key_old.get(key), news.as_slice()) {
-            if let [o] = olds.as_slice() {
-                out.pairs.push((old[*o].uid, new[*n].uid));
-                old_used[*o] = true;
-                new_done[*n] = true;
-            }
+        if let (Some(olds), [n]) = (by_key_old.get(key), news.as_slice())
+            && let [o] = olds.as_slice()
+        {
+            out.pairs.push((old[*o].uid, new[*n].uid));
+            old_used[*o] = true;
+            new_done[*n] = true;
         }
     }
     // 2. everything else: by digest when we have it, else ask for it when
