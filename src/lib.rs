@@ -15,6 +15,7 @@ pub mod docs;
 pub mod endpoint;
 pub mod error;
 pub mod imap;
+pub mod interrupt;
 pub mod maildir;
 pub mod mutf7;
 pub mod net;
