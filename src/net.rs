@@ -134,16 +134,16 @@ where
         .and_then(|c| c.to_der().ok())
         .ok_or_else(|| Error::connect(&server, "TLS: server sent no certificate"))?;
     let cert = PeerCert::from_der(&der)?;
-    if let Some(pin) = opts.fingerprint {
-        if pin != cert.sha256 {
-            return Err(Error::connect(
-                &server,
-                format!(
-                    "TLS: certificate fingerprint {} does not match the pinned one; refusing (certificate changed or connection intercepted)",
-                    cert.fingerprint()
-                ),
-            ));
-        }
+    if let Some(pin) = opts.fingerprint
+        && pin != cert.sha256
+    {
+        return Err(Error::connect(
+            &server,
+            format!(
+                "TLS: certificate fingerprint {} does not match the pinned one; refusing (certificate changed or connection intercepted)",
+                cert.fingerprint()
+            ),
+        ));
     }
     Ok((tls, cert))
 }
