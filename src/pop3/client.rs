@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::codec::{self, CodecError, Command, Decoder, Event, Limits, Status};
+use super::codec::{self, CodecError, Command, Decoder, Event, Expect, Limits, Status};
 use crate::endpoint::{Credentials, Protocol, Security, ServerConfig, Timeouts};
 use crate::error::{Error, Result};
 use crate::net::{MailStream, PeerCert, tcp_connect, tls_handshake};
@@ -100,6 +100,7 @@ pub async fn connect_with_limits(
     };
     let mut c = Pop3Client::new(stream, server.clone(), t, limits);
     c.read_limit = t.connect;
+    c.dec.expect(Expect::Single);
     let greeting = c.read_status().await?;
     c.read_limit = t.command;
     if !greeting.ok {
