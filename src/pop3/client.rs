@@ -58,7 +58,6 @@ pub struct Fetched {
 /// An authenticated POP3 session in the TRANSACTION state. Dropping it
 /// without [`quit`](Pop3Client::quit) closes the connection, which makes the
 /// server forget every DELE (RFC 1939 §6).
-#[derive(Debug)]
 pub struct Pop3Client {
     stream: MailStream,
     dec: Decoder,
@@ -70,6 +69,19 @@ pub struct Pop3Client {
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     broken: bool,
+}
+
+// By hand: the buffers are large, and the write buffer held PASS/AUTH.
+impl std::fmt::Debug for Pop3Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pop3Client")
+            .field("server", &self.server)
+            .field("tls", &matches!(self.stream, MailStream::Tls(_)))
+            .field("window", &self.window)
+            .field("pending", &self.dec.pending())
+            .field("broken", &self.broken)
+            .finish()
+    }
 }
 
 /// Opens an authenticated session with default [`Limits`]: TLS as the URL
@@ -262,6 +274,9 @@ impl Pop3Client {
             self.stream.flush().await
         })
         .await;
+        // Do not keep a password around longer than needed.
+        self.wbuf.fill(0);
+        self.wbuf.clear();
         match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
@@ -484,6 +499,11 @@ impl Pop3Client {
                         })
                         .await?;
                     self.login_result(st, "APOP")
+                } else if mechs.is_empty() && cfg.url.security == Security::Plaintext {
+                    Err(Error::Auth {
+                        server: self.server.clone(),
+                        msg: "server offers no login on an unencrypted connection; use pop3s:// or pop3:// (STLS)".into(),
+                    })
                 } else {
                     Err(Error::Auth {
                         server: self.server.clone(),
