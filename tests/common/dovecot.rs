@@ -453,11 +453,8 @@ impl Dovecot {
     }
 
     fn shutdown(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SIGKILL: SIGTERM costs Dovecot ~1 s to shut down. Its children
-            // notice the dead master and exit on their own.
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            stop_watchdog(child);
         }
         if let Some(dir) = self.dir.take() {
             let path = dir.path().to_path_buf();
@@ -613,11 +610,24 @@ service pop3-login {{
 
     fn spawn_and_wait(&mut self) -> Result<(), StartError> {
         let stderr = fs::File::create(self.root.join("dovecot.stderr")).unwrap();
-        let child = Command::new(find_bin("dovecot"))
-            .arg("-F")
+        // A watchdog shell between us and Dovecot: it SIGKILLs Dovecot as
+        // soon as its stdin (a pipe from this process) closes, i.e. on
+        // Drop but also when the test process is killed (timeouts, ^C) and
+        // no Drop runs. SIGKILL because SIGTERM costs Dovecot ~1 s; its
+        // children notice the dead master and exit by themselves.
+        let child = Command::new("/bin/sh")
             .arg("-c")
+            .arg(
+                r#"exec 3<&0
+"$0" -F -c "$1" </dev/null 3<&- &
+pid=$!
+{ read _ <&3; kill -KILL "$pid" 2>/dev/null; } &
+exec 3<&-
+wait "$pid""#,
+            )
+            .arg(find_bin("dovecot"))
             .arg(self.config_path())
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(stderr.try_clone().unwrap())
             .stderr(stderr)
             .spawn()
@@ -626,7 +636,7 @@ service pop3-login {{
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                self.child = None;
+                stop_watchdog(self.child.take().unwrap());
                 let log = self.log();
                 let msg = format!("dovecot exited with {status}; log:\n{log}");
                 return Err(if log.contains("Address already in use") {
@@ -639,8 +649,7 @@ service pop3-login {{
                 return Ok(());
             }
             if Instant::now() > deadline {
-                let _ = self.child.as_mut().unwrap().kill();
-                let _ = self.child.take().unwrap().wait();
+                stop_watchdog(self.child.take().unwrap());
                 return Err(StartError::Failed(format!(
                     "not ready after 20 s; log:\n{}",
                     self.log()
@@ -685,6 +694,20 @@ impl Drop for Dovecot {
         }
         self.shutdown();
     }
+}
+
+/// Closes the watchdog's stdin (it then kills Dovecot) and reaps it.
+fn stop_watchdog(mut child: Child) {
+    drop(child.stdin.take());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 enum StartError {
