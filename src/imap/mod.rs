@@ -28,3 +28,6 @@ pub use fetch::{FetchReport, FetchedMessage, HeaderInfo, MessageMeta, MetaListin
 pub use mailbox::{FolderStatus, ListedFolder, Namespace, Selected, SpecialUse};
 pub use session::{FlagChange, ServerChanges, Session};
 pub use write::{CopyUid, StoreMode};
+
+#[cfg(test)]
+mod tests;
