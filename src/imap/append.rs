@@ -1,0 +1,288 @@
+//! Pipelined APPEND written straight on the stream: LITERAL+ lets 32
+//! messages be in flight (one round trip per batch instead of two per
+//! message), and each tagged completion yields that message's APPENDUID
+//! or its own error (crates.md §2: async-imap's append is 2 RTT/message,
+//! has no APPENDUID and hangs on an unquoted date).
+
+use std::collections::VecDeque;
+
+use super::codec::{format_internal_date, quotable, quote};
+use super::parse::{RespText, Status, Untagged};
+use super::session::{Session, Step};
+use crate::error::{Error, Result};
+use crate::types::{Flags, Uid, UidValidity};
+
+const MAX_IN_FLIGHT: usize = 32;
+const FLUSH_BYTES: usize = 256 * 1024;
+
+/// One message to upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendMsg {
+    /// Exact RFC 5322 bytes (CRLF line ends expected by IMAP).
+    pub body: Vec<u8>,
+    pub flags: Flags,
+    /// INTERNALDATE as Unix seconds; `None` lets the server use "now".
+    pub internal_date: Option<i64>,
+}
+
+/// A successful upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// From APPENDUID (UIDPLUS); lets the state record the target UID
+    /// without searching for it.
+    pub uid: Option<(UidValidity, Uid)>,
+    /// Keywords left out because the target does not keep them.
+    pub dropped_keywords: Vec<String>,
+}
+
+fn keyword_allowed(kw: &str, permanent: &[String]) -> bool {
+    permanent
+        .iter()
+        .any(|p| p == "\\*" || p.eq_ignore_ascii_case(kw))
+}
+
+impl Session {
+    /// Appends `msgs` to mailbox `wire`, pipelined. The outer `Err` is a
+    /// connection-level failure; each message gets its own `Ok`/`Err`
+    /// (in input order), so one rejected message does not fail the batch.
+    ///
+    /// `permanent_flags`: the target's PERMANENTFLAGS; keywords not
+    /// allowed there are dropped and reported. `None` uses the selected
+    /// mailbox's if it is the target, else sends all keywords. Messages
+    /// over APPENDLIMIT or containing NUL are refused without sending.
+    pub async fn append_batch<I>(
+        &mut self,
+        wire: &str,
+        permanent_flags: Option<&[String]>,
+        msgs: I,
+    ) -> Result<Vec<Result<Appended>>>
+    where
+        I: IntoIterator<Item = AppendMsg>,
+    {
+        let what = format!("APPEND to {wire}");
+        if self.io.broken {
+            return Err(Error::connect(
+                &self.io.server,
+                format!("connection already lost; cannot {what}"),
+            ));
+        }
+        let permanent: Option<Vec<String>> = match permanent_flags {
+            Some(p) => Some(p.to_vec()),
+            None => self
+                .st
+                .selected
+                .as_ref()
+                .filter(|s| s.wire == wire)
+                .map(|s| s.permanent_flags.clone()),
+        };
+        let mbox = if quotable(wire.as_bytes()) {
+            quote(wire)
+        } else if self.st.caps.literal_plus {
+            format!("{{{}+}}\r\n{wire}", wire.len())
+        } else {
+            return Err(Error::Usage(format!(
+                "{}: mailbox name {wire:?} is not ASCII and the server lacks LITERAL+",
+                self.io.server
+            )));
+        };
+        self.io.ctx = what.clone();
+        let limit = self.st.caps.appendlimit;
+        let mut results: Vec<Option<Result<Appended>>> = Vec::new();
+        let mut dropped: Vec<Vec<String>> = Vec::new();
+        let mut inflight: VecDeque<(String, usize, usize)> = VecDeque::new();
+        let mut nocb = |_: &Untagged<'_>| Ok(false);
+
+        for (idx, msg) in msgs.into_iter().enumerate() {
+            results.push(None);
+            dropped.push(Vec::new());
+            let len = msg.body.len();
+            if let Some(max) = limit
+                && len as u64 > max
+            {
+                results[idx] = Some(Err(Error::protocol(
+                    &self.io.server,
+                    format!(
+                        "{what}: message #{idx} is {len} bytes, over the server's APPENDLIMIT of {max}; not sent"
+                    ),
+                )));
+                continue;
+            }
+            if msg.body.contains(&0) {
+                results[idx] = Some(Err(Error::protocol(
+                    &self.io.server,
+                    format!(
+                        "{what}: message #{idx} contains NUL bytes, which IMAP APPEND cannot carry; not sent"
+                    ),
+                )));
+                continue;
+            }
+            let mut flags = msg.flags.clone();
+            if let Some(p) = &permanent {
+                let (keep, drop): (Vec<String>, Vec<String>) = flags
+                    .keywords
+                    .drain(..)
+                    .partition(|k| keyword_allowed(k, p));
+                flags.keywords = keep;
+                dropped[idx] = drop;
+            }
+            let flag_list = flags.to_imap();
+            let mut line = format!("APPEND {mbox}");
+            if !flag_list.is_empty() {
+                line.push_str(&format!(" ({flag_list})"));
+            }
+            if let Some(t) = msg.internal_date {
+                line.push(' ');
+                line.push_str(&format_internal_date(t));
+            }
+            let tag = self.io.tag();
+            if self.nonsync_ok(len) {
+                self.io
+                    .queue(format!("{tag} {line} {{{len}+}}\r\n").as_bytes());
+                self.io.queue(&msg.body);
+                self.io.queue(b"\r\n");
+                inflight.push_back((tag, idx, len));
+                if self.io.queued() >= FLUSH_BYTES {
+                    self.io.flush().await?;
+                }
+            } else {
+                // Synchronizing literal: wait for "+" (earlier appends may
+                // complete meanwhile), or a NO refusing this one.
+                self.io
+                    .queue(format!("{tag} {line} {{{len}}}\r\n").as_bytes());
+                self.io.flush().await?;
+                let mut refused = false;
+                loop {
+                    match self.read_step(&mut nocb).await? {
+                        Step::Continue(_) => break,
+                        Step::Untagged(_) => {}
+                        Step::Tagged {
+                            tag: t,
+                            status,
+                            text,
+                        } if t == tag => {
+                            results[idx] =
+                                Some(self.append_result(&what, idx, len, status, text, Vec::new()));
+                            refused = true;
+                            break;
+                        }
+                        Step::Tagged {
+                            tag: t,
+                            status,
+                            text,
+                        } => {
+                            self.complete(
+                                &what,
+                                &mut inflight,
+                                &mut results,
+                                &mut dropped,
+                                t,
+                                status,
+                                text,
+                            )?;
+                        }
+                    }
+                }
+                if refused {
+                    continue;
+                }
+                self.io.queue(&msg.body);
+                self.io.queue(b"\r\n");
+                inflight.push_back((tag, idx, len));
+            }
+            while inflight.len() >= MAX_IN_FLIGHT {
+                self.io.flush().await?;
+                self.append_step(&what, &mut inflight, &mut results, &mut dropped)
+                    .await?;
+            }
+        }
+        self.io.flush().await?;
+        while !inflight.is_empty() {
+            self.append_step(&what, &mut inflight, &mut results, &mut dropped)
+                .await?;
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every message has a result"))
+            .collect())
+    }
+
+    async fn append_step(
+        &mut self,
+        what: &str,
+        inflight: &mut VecDeque<(String, usize, usize)>,
+        results: &mut [Option<Result<Appended>>],
+        dropped: &mut [Vec<String>],
+    ) -> Result<()> {
+        let mut nocb = |_: &Untagged<'_>| Ok(false);
+        match self.read_step(&mut nocb).await? {
+            Step::Untagged(_) => Ok(()),
+            Step::Continue(_) => {
+                self.io.broken = true;
+                Err(Error::protocol(
+                    &self.io.server,
+                    format!("{what}: unexpected continuation request"),
+                ))
+            }
+            Step::Tagged { tag, status, text } => {
+                self.complete(what, inflight, results, dropped, tag, status, text)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn complete(
+        &mut self,
+        what: &str,
+        inflight: &mut VecDeque<(String, usize, usize)>,
+        results: &mut [Option<Result<Appended>>],
+        dropped: &mut [Vec<String>],
+        tag: String,
+        status: Status,
+        text: RespText,
+    ) -> Result<()> {
+        let Some(pos) = inflight.iter().position(|(t, _, _)| *t == tag) else {
+            return Err(self.stray_tag(&tag));
+        };
+        let (_, idx, len) = inflight.remove(pos).expect("valid position");
+        let d = std::mem::take(&mut dropped[idx]);
+        results[idx] = Some(self.append_result(what, idx, len, status, text, d));
+        Ok(())
+    }
+
+    fn append_result(
+        &self,
+        what: &str,
+        idx: usize,
+        len: usize,
+        status: Status,
+        text: RespText,
+        dropped_keywords: Vec<String>,
+    ) -> Result<Appended> {
+        if status != Status::Ok {
+            return Err(Error::protocol(
+                &self.io.server,
+                format!(
+                    "{what}: message #{idx} ({len} bytes): server said {}: {}",
+                    if status == Status::No { "NO" } else { "BAD" },
+                    text.display()
+                ),
+            ));
+        }
+        let uid = if text.code_name().as_deref() == Some("APPENDUID") {
+            let mut it = text.code_args().split_ascii_whitespace();
+            match (
+                it.next().and_then(|v| v.parse().ok()),
+                it.next().and_then(|v| v.parse().ok()),
+            ) {
+                (Some(uv), Some(u)) => Some((UidValidity(uv), Uid(u))),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        Ok(Appended {
+            uid,
+            dropped_keywords,
+        })
+    }
+}

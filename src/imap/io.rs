@@ -1,0 +1,287 @@
+//! The framed transport: reads exactly one server response (line plus any
+//! `{n}` literals) at a time and writes batched commands.
+//!
+//! Own framing rather than async-imap's `ImapStream`, because we need: a
+//! timeout per socket read (a 30 MB message must not time out, a silent
+//! server must), access to buffered bytes (STARTTLS injection check), and
+//! EOF reported as an error instead of a short stream (crates.md §2).
+
+use std::ops::Range;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::error::{Error, Result};
+use crate::net::MailStream;
+
+/// Largest single response we accept; a message bigger than this is
+/// certainly not mail, and buffering it would exhaust memory.
+const MAX_RESPONSE: usize = 1 << 30;
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Buffered, framed connection to one server.
+pub(crate) struct Io {
+    stream: MailStream,
+    buf: Vec<u8>,
+    /// Start of the first unconsumed byte in `buf`.
+    start: usize,
+    wbuf: Vec<u8>,
+    pub server: String,
+    pub read_timeout: Duration,
+    /// What is being waited for, for error messages ("UID FETCH … in folder X").
+    pub ctx: String,
+    /// Text of an untagged BYE, to explain a following EOF.
+    pub bye: Option<String>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Set after EOF or a read/write error: the session is unusable.
+    pub broken: bool,
+    next_tag: u64,
+}
+
+impl Io {
+    pub fn new(stream: MailStream, server: String, read_timeout: Duration) -> Io {
+        Io {
+            stream,
+            buf: Vec::with_capacity(READ_CHUNK),
+            start: 0,
+            wbuf: Vec::new(),
+            server,
+            read_timeout,
+            ctx: "the server greeting".into(),
+            bye: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            broken: false,
+            next_tag: 1,
+        }
+    }
+
+    /// Bytes received but not yet consumed as a response.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// Gives the socket back (for STARTTLS); refuses if the server sent
+    /// anything we have not read, which would be injected plaintext.
+    pub fn into_stream(self) -> Result<MailStream> {
+        if self.buffered() > 0 {
+            return Err(Error::connect(
+                &self.server,
+                "STARTTLS: the server sent data after its OK, before the TLS handshake (possible injection attack); refusing",
+            ));
+        }
+        Ok(self.stream)
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, MailStream::Tls(_))
+    }
+
+    /// A fresh tag, `M1`, `M2`, … (never reused within a connection).
+    pub fn tag(&mut self) -> String {
+        let t = format!("M{}", self.next_tag);
+        self.next_tag += 1;
+        t
+    }
+
+    /// Queues raw bytes; nothing is sent until [`Io::flush`].
+    pub fn queue(&mut self, bytes: &[u8]) {
+        self.wbuf.extend_from_slice(bytes);
+    }
+
+    /// Bytes queued but not yet flushed.
+    pub fn queued(&self) -> usize {
+        self.wbuf.len()
+    }
+
+    /// Forgets queued bytes (a batch we decided not to send after all).
+    pub fn queue_clear(&mut self) {
+        self.wbuf.clear();
+    }
+
+    /// Sends everything queued, with the command timeout on the write (a
+    /// server that stops reading must not hang us).
+    pub async fn flush(&mut self) -> Result<()> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        if self.broken {
+            return Err(self.lost());
+        }
+        let data = std::mem::take(&mut self.wbuf);
+        let n = data.len() as u64;
+        let limit = self.read_timeout;
+        let r = tokio::time::timeout(limit, async {
+            self.stream.write_all(&data).await?;
+            self.stream.flush().await
+        })
+        .await;
+        self.wbuf = data;
+        self.wbuf.clear();
+        match r {
+            Ok(Ok(())) => {
+                self.bytes_out += n;
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                self.broken = true;
+                Err(Error::connect(
+                    &self.server,
+                    format!("connection error while sending {}: {e}", self.ctx),
+                ))
+            }
+            Err(_) => {
+                self.broken = true;
+                Err(Error::Timeout {
+                    server: self.server.clone(),
+                    what: format!("the server to accept {}", self.ctx),
+                })
+            }
+        }
+    }
+
+    fn lost(&self) -> Error {
+        let bye = match &self.bye {
+            Some(t) => format!(" (server said BYE: {t})"),
+            None => String::new(),
+        };
+        Error::connect(
+            &self.server,
+            format!("connection lost during {}{bye}", self.ctx),
+        )
+    }
+
+    /// Reads more bytes (at least one) with the per-read timeout.
+    async fn fill(&mut self, want: usize) -> Result<()> {
+        if self.broken {
+            return Err(self.lost());
+        }
+        self.buf.reserve(want.max(READ_CHUNK));
+        let limit = self.read_timeout;
+        match tokio::time::timeout(limit, self.stream.read_buf(&mut self.buf)).await {
+            Ok(Ok(0)) => {
+                self.broken = true;
+                Err(self.lost())
+            }
+            Ok(Ok(n)) => {
+                self.bytes_in += n as u64;
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                self.broken = true;
+                let bye = self
+                    .bye
+                    .clone()
+                    .map(|b| format!(" (BYE: {b})"))
+                    .unwrap_or_default();
+                Err(Error::connect(
+                    &self.server,
+                    format!("connection lost during {}: {e}{bye}", self.ctx),
+                ))
+            }
+            Err(_) => {
+                self.broken = true;
+                Err(Error::Timeout {
+                    server: self.server.clone(),
+                    what: format!(
+                        "the response to {} (no data for {}s)",
+                        self.ctx,
+                        limit.as_secs()
+                    ),
+                })
+            }
+        }
+    }
+
+    /// Drops consumed bytes from the front; returns the shift applied.
+    fn compact(&mut self) -> usize {
+        let shift = self.start;
+        if shift > 0 {
+            self.buf.drain(..shift);
+            self.start = 0;
+        }
+        if self.buf.capacity() > 4 * READ_CHUNK && self.buf.len() < READ_CHUNK {
+            self.buf.shrink_to(2 * READ_CHUNK);
+        }
+        shift
+    }
+
+    /// Reads the next complete response and returns its byte range; the
+    /// bytes stay valid until the next call. EOF before a complete
+    /// response is an error, never a silent end.
+    pub async fn next(&mut self) -> Result<Range<usize>> {
+        self.compact();
+        let mut scan = self.start;
+        loop {
+            if let Some(i) = memchr_lf(&self.buf[scan..]) {
+                let line_end = scan + i + 1;
+                if let Some(n) = literal_len(&self.buf[self.start..line_end]) {
+                    let need = line_end
+                        .checked_add(n)
+                        .filter(|&x| x - self.start <= MAX_RESPONSE)
+                        .ok_or_else(|| {
+                            self.broken = true;
+                            Error::protocol(
+                                &self.server,
+                                format!("response to {} is larger than 1 GiB; refusing", self.ctx),
+                            )
+                        })?;
+                    while self.buf.len() < need {
+                        let want = need - self.buf.len();
+                        self.fill(want.min(16 << 20)).await?;
+                    }
+                    scan = need;
+                    continue;
+                }
+                let r = self.start..line_end;
+                self.start = line_end;
+                return Ok(r);
+            }
+            scan = self.buf.len();
+            if scan - self.start > MAX_RESPONSE {
+                self.broken = true;
+                return Err(Error::protocol(&self.server, "response line too long"));
+            }
+            self.fill(READ_CHUNK).await?;
+        }
+    }
+
+    pub fn slice(&self, r: Range<usize>) -> &[u8] {
+        &self.buf[r]
+    }
+
+    pub async fn shutdown(&mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+fn memchr_lf(s: &[u8]) -> Option<usize> {
+    s.iter().position(|&b| b == b'\n')
+}
+
+/// `Some(n)` when a line ends in a literal announcement `{n}` (or `~{n}`).
+fn literal_len(line: &[u8]) -> Option<usize> {
+    let l = line.strip_suffix(b"\n")?;
+    let l = l.strip_suffix(b"\r").unwrap_or(l);
+    let l = l.strip_suffix(b"}")?;
+    let open = l.iter().rposition(|&b| b == b'{')?;
+    let digits = &l[open + 1..];
+    if digits.is_empty() || digits.len() > 12 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_detection() {
+        assert_eq!(literal_len(b"* 1 FETCH (BODY[] {12}\r\n"), Some(12));
+        assert_eq!(literal_len(b"* 1 FETCH (BODY[] ~{0}\r\n"), Some(0));
+        assert_eq!(literal_len(b"* OK {x}\r\n"), None);
+        assert_eq!(literal_len(b"* OK done\r\n"), None);
+    }
+}
