@@ -16,8 +16,10 @@ impl Interrupt {
         let f = flag.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-            else {
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
                 return;
             };
             tokio::select! {
@@ -36,7 +38,11 @@ impl Interrupt {
 
     /// Err(Interrupted) once a signal arrived: `interrupt.check()?` between steps.
     pub fn check(&self) -> crate::Result<()> {
-        if self.is_set() { Err(crate::Error::Interrupted) } else { Ok(()) }
+        if self.is_set() {
+            Err(crate::Error::Interrupted)
+        } else {
+            Ok(())
+        }
     }
 
     /// Raises the flag (tests, and fatal errors that should stop siblings).

@@ -2,7 +2,7 @@
 //! login failures, listings, byte-exact RETR (dots, big messages),
 //! pipelining, and that only QUIT commits DELE.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant, UNIX_EPOCH};
 

@@ -3,7 +3,7 @@
 //! VANISHED, byte-exact body fetches, APPEND with APPENDUID, UID EXPUNGE,
 //! and a proxy that cuts the connection mid-FETCH.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant, UNIX_EPOCH};
 

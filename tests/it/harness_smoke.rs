@@ -3,7 +3,7 @@
 //! right dates, flags, sizes and UID order, and changes UIDVALIDITY on
 //! request; the corpus is deterministic and has the advertised mix.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,0 +1,12 @@
+//! All integration tests in one binary: `tests/common` (the Dovecot
+//! harness and corpus) compiles once and the suite links once, which keeps
+//! CI fast on two cores. Each module is one area, against a real Dovecot
+//! where a server is involved.
+
+mod common;
+
+mod generated_docs;
+mod harness_smoke;
+mod imap_client;
+mod pop3_client;
+mod pop3_fake;
