@@ -1,0 +1,434 @@
+//! Durable, batched delivery: tmp/ → write → mtime → fsync → rename → (per
+//! batch) directory fsync. The state may record a file only after
+//! [`Batch::commit`] returned, because only then is its directory entry on
+//! disk too (SPEC §2 fetch).
+
+use super::name::{self, SourceKey};
+use super::sync_dir;
+use crate::error::{Error, Result};
+use crate::types::Flags;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Per-process delivery counter (the `Q<n>` of the unique name): keeps names
+/// unique within one microsecond.
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Above this many pending files a deferred batch closes handles and reopens
+/// at commit, so large batches cannot run out of file descriptors.
+const MAX_OPEN_PENDING: usize = 256;
+
+/// Default number of concurrent fsyncs at commit; see
+/// [`Batch::fsync_parallelism`].
+const DEFAULT_FSYNC_THREADS: usize = 32;
+
+/// How message line endings are written. Dovecot stores LF; keeping CRLF is
+/// for readers that want the server's bytes verbatim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LineEndings {
+    /// Bytes exactly as received.
+    AsIs,
+    /// CRLF becomes LF; a CR not followed by LF is kept.
+    #[default]
+    Lf,
+}
+
+/// When file data is forced to disk. Both are equally durable by the time
+/// [`Batch::commit`] returns; they differ in speed and in where an
+/// interrupted batch leaves its files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// fsync each file as it is finished, then rename it into cur/ or new/:
+    /// after a crash a finished file is already in place, complete, and
+    /// recognised by its name.
+    PerFile,
+    /// Leave files in tmp/ until commit, then fsync them all (several in
+    /// parallel, so the file system can merge journal commits), rename them,
+    /// and fsync the directories. After a crash nothing of an uncommitted
+    /// batch is visible; [`super::Maildir::clean_tmp`] removes the remains.
+    #[default]
+    Deferred,
+}
+
+/// A message file this batch wrote. `path` exists once [`Batch::commit`]
+/// returned (with [`SyncMode::PerFile`] already after `finish`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFile {
+    /// Final location in cur/ or new/.
+    pub path: PathBuf,
+    /// The unique part of the name: stable across flag changes, so this is
+    /// what the state should record as the location.
+    pub unique: String,
+    /// Bytes on disk (`S=`).
+    pub size: u64,
+    /// Size with LF counted as CRLF (`W=`): comparable to RFC822.SIZE.
+    pub vsize: u64,
+    /// The identity written into the name.
+    pub key: SourceKey,
+}
+
+struct Pending {
+    tmp: PathBuf,
+    file: Option<File>,
+    stored: StoredFile,
+}
+
+/// A set of deliveries into one folder sharing one directory fsync.
+pub struct Batch {
+    dir: PathBuf,
+    host: String,
+    account_tag: String,
+    line_endings: LineEndings,
+    sync: SyncMode,
+    pending: Vec<Pending>,
+    done: Vec<StoredFile>,
+    dirty_cur: bool,
+    dirty_new: bool,
+    fsync_threads: usize,
+    /// Tests that check naming, not durability, skip fsync to stay fast.
+    skip_fsync: bool,
+}
+
+impl Batch {
+    pub(crate) fn new(dir: PathBuf, host: String, account: &str) -> Batch {
+        Batch {
+            dir,
+            host,
+            account_tag: name::account_tag(account),
+            line_endings: LineEndings::default(),
+            sync: SyncMode::default(),
+            pending: Vec::new(),
+            done: Vec::new(),
+            dirty_cur: false,
+            dirty_new: false,
+            fsync_threads: DEFAULT_FSYNC_THREADS,
+            skip_fsync: false,
+        }
+    }
+
+    /// Chooses line-ending handling (default [`LineEndings::Lf`], as Dovecot).
+    pub fn line_endings(mut self, le: LineEndings) -> Batch {
+        self.line_endings = le;
+        self
+    }
+
+    /// Chooses the fsync strategy (default [`SyncMode::Deferred`], faster).
+    pub fn sync_mode(mut self, mode: SyncMode) -> Batch {
+        self.sync = mode;
+        self
+    }
+
+    /// How many files [`SyncMode::Deferred`] fsyncs at once at commit
+    /// (default 32). Concurrent fsyncs share journal commits, so this is
+    /// what makes batching pay on disks with slow cache flushes.
+    pub fn fsync_parallelism(mut self, n: usize) -> Batch {
+        self.fsync_threads = n.max(1);
+        self
+    }
+
+    #[cfg(test)]
+    pub(crate) fn without_fsync(mut self) -> Batch {
+        self.skip_fsync = true;
+        self
+    }
+
+    /// The folder directory this batch writes into.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Number of files written but not yet committed.
+    pub fn len(&self) -> usize {
+        self.pending.len() + self.done.len()
+    }
+
+    /// True when nothing awaits commit.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Stores one message held in memory; see [`Batch::begin`] for the
+    /// meaning of the arguments.
+    pub fn put(
+        &mut self,
+        msg: &[u8],
+        key: &SourceKey,
+        flags: &Flags,
+        mtime: Option<SystemTime>,
+        into_new: bool,
+    ) -> Result<StoredFile> {
+        let mut p = self.begin(key, flags, mtime, into_new)?;
+        p.write_all(msg)?;
+        p.finish()
+    }
+
+    /// Starts a streamed delivery so huge messages never sit in memory.
+    /// `mtime` is the arrival date (INTERNALDATE), which Dovecot shows as
+    /// the message date. `into_new` puts the file in new/ (unseen by any
+    /// client yet: POP3); otherwise cur/. Flags go in the `:2,` info either
+    /// way; a new/ file without flags gets no info part, as the spec has it.
+    pub fn begin(
+        &mut self,
+        key: &SourceKey,
+        flags: &Flags,
+        mtime: Option<SystemTime>,
+        into_new: bool,
+    ) -> Result<PendingFile<'_>> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let unique = format!(
+            "{}.M{}P{}Q{}.{}",
+            now.as_secs(),
+            now.subsec_micros(),
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            self.host
+        );
+        let tmp = self.dir.join("tmp").join(&unique);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| Error::io(&tmp, e))?;
+        Ok(PendingFile {
+            batch: self,
+            out: Some(BufWriter::with_capacity(64 * 1024, file)),
+            tmp,
+            unique,
+            key: key.clone(),
+            info: flags.to_maildir(),
+            mtime,
+            into_new,
+            pending_cr: false,
+            last_out_cr: false,
+            size: 0,
+            vsize: 0,
+            handed_off: false,
+        })
+    }
+
+    /// Makes every file of the batch durable — data, mtime and directory
+    /// entry — and returns them; only now may the caller record them in the
+    /// state. On error nothing returned may be recorded; a rerun finds the
+    /// files that did make it by their names.
+    pub fn commit(&mut self) -> Result<Vec<StoredFile>> {
+        if !self.pending.is_empty() {
+            if !self.skip_fsync {
+                self.sync_pending()?;
+            }
+            for p in std::mem::take(&mut self.pending) {
+                fs::rename(&p.tmp, &p.stored.path).map_err(|e| Error::io(&p.stored.path, e))?;
+                self.done.push(p.stored);
+            }
+        }
+        if self.skip_fsync {
+            (self.dirty_cur, self.dirty_new) = (false, false);
+        }
+        if self.dirty_cur {
+            sync_dir(&self.dir.join("cur"))?;
+            self.dirty_cur = false;
+        }
+        if self.dirty_new {
+            sync_dir(&self.dir.join("new"))?;
+            self.dirty_new = false;
+        }
+        Ok(std::mem::take(&mut self.done))
+    }
+
+    /// fsyncs the pending tmp files on a few threads: each fsync waits for a
+    /// journal commit, and concurrent ones share it.
+    fn sync_pending(&mut self) -> Result<()> {
+        let per = self.pending.len().div_ceil(self.fsync_threads).max(1);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .pending
+                .chunks_mut(per)
+                .map(|chunk| {
+                    s.spawn(move || -> Result<()> {
+                        for p in chunk {
+                            let f = match p.file.take() {
+                                Some(f) => f,
+                                None => File::open(&p.tmp).map_err(|e| Error::io(&p.tmp, e))?,
+                            };
+                            f.sync_all().map_err(|e| Error::io(&p.tmp, e))?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles.into_iter().try_for_each(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::State("fsync thread panicked".into())))
+            })
+        })
+    }
+}
+
+impl Drop for Batch {
+    /// An uncommitted deferred batch leaves only tmp/ files: remove them now
+    /// rather than waiting 36 h for [`super::Maildir::clean_tmp`].
+    fn drop(&mut self) {
+        for p in self.pending.drain(..) {
+            let _ = fs::remove_file(&p.tmp);
+        }
+    }
+}
+
+/// A message being written to tmp/. Dropping it without
+/// [`PendingFile::finish`] removes the partial file.
+pub struct PendingFile<'b> {
+    batch: &'b mut Batch,
+    out: Option<BufWriter<File>>,
+    tmp: PathBuf,
+    unique: String,
+    key: SourceKey,
+    info: String,
+    mtime: Option<SystemTime>,
+    into_new: bool,
+    /// Lf mode: the previous chunk ended in CR; decided by the next byte.
+    pending_cr: bool,
+    /// The last byte written was CR (for counting bare LFs in `W=`).
+    last_out_cr: bool,
+    size: u64,
+    vsize: u64,
+    /// The tmp file now belongs to the batch or has been renamed.
+    handed_off: bool,
+}
+
+impl PendingFile<'_> {
+    /// Appends a chunk; chunk boundaries may fall anywhere, also between
+    /// the CR and LF of a line ending.
+    pub fn write_all(&mut self, chunk: &[u8]) -> Result<()> {
+        if self.batch.line_endings == LineEndings::AsIs {
+            return self.emit(chunk);
+        }
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let mut start = 0;
+        if self.pending_cr {
+            self.pending_cr = false;
+            if chunk[0] != b'\n' {
+                self.emit(b"\r")?;
+            }
+        }
+        let mut i = 0;
+        while let Some(off) = chunk[i..].iter().position(|&b| b == b'\r') {
+            let j = i + off;
+            match chunk.get(j + 1) {
+                Some(b'\n') => {
+                    self.emit(&chunk[start..j])?;
+                    start = j + 1;
+                    i = j + 2;
+                }
+                Some(_) => i = j + 1,
+                None => {
+                    self.emit(&chunk[start..j])?;
+                    self.pending_cr = true;
+                    start = chunk.len();
+                    i = chunk.len();
+                }
+            }
+        }
+        self.emit(&chunk[start..])
+    }
+
+    fn emit(&mut self, seg: &[u8]) -> Result<()> {
+        if seg.is_empty() {
+            return Ok(());
+        }
+        let mut bare_lf = 0u64;
+        let mut prev_cr = self.last_out_cr;
+        for &b in seg {
+            if b == b'\n' && !prev_cr {
+                bare_lf += 1;
+            }
+            prev_cr = b == b'\r';
+        }
+        self.last_out_cr = prev_cr;
+        self.size += seg.len() as u64;
+        self.vsize += seg.len() as u64 + bare_lf;
+        let out = self.out.as_mut().expect("open until finish");
+        out.write_all(seg).map_err(|e| Error::io(&self.tmp, e))
+    }
+
+    /// Completes the file: sets its mtime, and per the batch's [`SyncMode`]
+    /// either fsyncs and renames it now or queues it for commit.
+    pub fn finish(mut self) -> Result<StoredFile> {
+        if self.pending_cr {
+            self.pending_cr = false;
+            self.emit(b"\r")?;
+        }
+        let out = self.out.take().expect("open until finish");
+        let file = out
+            .into_inner()
+            .map_err(|e| Error::io(&self.tmp, e.into_error()))?;
+        if let Some(t) = self.mtime {
+            file.set_modified(t).map_err(|e| Error::io(&self.tmp, e))?;
+        }
+        let acct = &self.batch.account_tag;
+        let mut fname = format!(
+            "{},S={},W={},X={}-{}",
+            self.unique,
+            self.size,
+            self.vsize,
+            acct,
+            self.key.tag()
+        );
+        if !self.into_new || !self.info.is_empty() {
+            fname.push_str(":2,");
+            fname.push_str(&self.info);
+        }
+        let sub = if self.into_new { "new" } else { "cur" };
+        let stored = StoredFile {
+            path: self.batch.dir.join(sub).join(&fname),
+            unique: std::mem::take(&mut self.unique),
+            size: self.size,
+            vsize: self.vsize,
+            key: self.key.clone(),
+        };
+        if self.into_new {
+            self.batch.dirty_new = true;
+        } else {
+            self.batch.dirty_cur = true;
+        }
+        let tmp = self.tmp.clone();
+        match self.batch.sync {
+            SyncMode::PerFile => {
+                // sync_all, not sync_data: the mtime is the arrival date and
+                // must survive a crash too.
+                if !self.batch.skip_fsync {
+                    file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+                }
+                drop(file);
+                fs::rename(&tmp, &stored.path).map_err(|e| Error::io(&stored.path, e))?;
+                self.handed_off = true;
+                self.batch.done.push(stored.clone());
+            }
+            SyncMode::Deferred => {
+                let keep = self.batch.pending.len() < MAX_OPEN_PENDING;
+                self.handed_off = true;
+                self.batch.pending.push(Pending {
+                    tmp,
+                    file: keep.then_some(file),
+                    stored: stored.clone(),
+                });
+            }
+        }
+        Ok(stored)
+    }
+}
+
+impl Drop for PendingFile<'_> {
+    fn drop(&mut self) {
+        if !self.handed_off {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}

@@ -1,0 +1,253 @@
+use super::*;
+use std::os::unix::fs::PermissionsExt;
+
+const ACCT: &str = "imaps://alice@imap.example.com:993";
+const TARGET: &str = "maildir:/home/alice/Mail";
+
+fn rec(uv: u32, uid: u32) -> NewRecord {
+    NewRecord {
+        key: MsgKey::Imap {
+            uidvalidity: UidValidity(uv),
+            uid: Uid(uid),
+        },
+        message_id: Some(format!("<{uid}@example.com>")),
+        size: Some(1000 + uid as u64),
+        digest: None,
+        internal_date: Some(1_600_000_000 + uid as i64),
+        flags: Flags {
+            seen: uid.is_multiple_of(2),
+            keywords: vec!["$Forwarded".into()],
+            ..Flags::default()
+        },
+        target: TARGET.into(),
+        location: Some(format!("1.M1P1Q{uid}.host")),
+    }
+}
+
+#[test]
+fn open_creates_private_file_and_reopen_keeps_data() {
+    let t = tempfile::tempdir().unwrap();
+    let path = t.path().join("deep/er/state.db");
+    {
+        let mut s = State::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), schema::MIGRATIONS.len() as u32);
+        let f = s.folder(ACCT, &FolderName::new("Archive")).unwrap();
+        assert_eq!(
+            (f.uidvalidity, f.uidnext, f.highestmodseq),
+            (None, None, None)
+        );
+        s.set_folder_sync(
+            f.id,
+            Some(UidValidity(9)),
+            Some(Uid(11)),
+            Some(ModSeq(u64::from(u32::MAX) + 5)),
+            100,
+        )
+        .unwrap();
+        s.record_batch(f.id, &[rec(9, 10)], 100).unwrap();
+    }
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let mut s = State::open(&path).unwrap();
+    let f = s.folder(ACCT, &FolderName::new("Archive")).unwrap();
+    assert_eq!(f.uidvalidity, Some(UidValidity(9)));
+    assert_eq!(f.uidnext, Some(Uid(11)));
+    assert_eq!(f.highestmodseq, Some(ModSeq(u64::from(u32::MAX) + 5)));
+    assert_eq!(f.last_seen_at, Some(100));
+    assert_eq!(s.known_uids(f.id, UidValidity(9), TARGET).unwrap().len(), 1);
+    assert_eq!(s.folders(ACCT).unwrap(), vec![f.clone()]);
+    assert_eq!(
+        s.find_folder(ACCT, &FolderName::new("Archive")).unwrap(),
+        Some(f)
+    );
+    assert_eq!(s.find_folder(ACCT, &FolderName::new("Nope")).unwrap(), None);
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let path = t.path().join("state.db");
+    drop(State::open(&path).unwrap());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let e = State::open(&path).err().unwrap().to_string();
+    assert!(e.contains("upgrade mailferry") && e.contains("99"), "{e}");
+}
+
+#[test]
+fn second_lock_is_refused_until_released() {
+    let t = tempfile::tempdir().unwrap();
+    let path = t.path().join("s/state.db");
+    let g = State::lock(&path).unwrap();
+    assert!(g.path().ends_with("state.db.lock"));
+    let e = State::lock(&path).unwrap_err();
+    assert!(matches!(e, Error::Locked { .. }), "{e}");
+    assert_eq!(e.exit_code() as i32, 75);
+    drop(g);
+    State::lock(&path).unwrap();
+}
+
+#[test]
+fn record_batch_and_known_uids_round_trip() {
+    let t = tempfile::tempdir().unwrap();
+    let mut s = State::open(&t.path().join("state.db")).unwrap();
+    let f = s.folder(ACCT, &FolderName::new("INBOX")).unwrap();
+    let recs: Vec<_> = (1..=100).map(|u| rec(5, u)).collect();
+    s.record_batch(f.id, &recs, 1_000).unwrap();
+    // Re-recording (a rerun that found the file by name) keeps first_stored_at.
+    let mut again = rec(5, 7);
+    again.location = Some("moved".into());
+    s.record_batch(f.id, &[again], 2_000).unwrap();
+    let k = s.known_uids(f.id, UidValidity(5), TARGET).unwrap();
+    assert_eq!(k.len(), 100);
+    let m = &k[&Uid(7)];
+    assert_eq!(
+        (m.first_stored_at, m.location.as_deref()),
+        (1_000, Some("moved"))
+    );
+    assert_eq!(m.flags, rec(5, 7).flags);
+    assert_eq!(m.size, Some(1007));
+    assert_eq!(m.message_id.as_deref(), Some("<7@example.com>"));
+    assert!(
+        s.known_uids(f.id, UidValidity(6), TARGET)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.known_uids(f.id, UidValidity(5), "imaps://other")
+            .unwrap()
+            .is_empty()
+    );
+    // Same source in a second target is a separate record.
+    let mut other = rec(5, 7);
+    other.target = "imaps://bob@new.example.com:993/INBOX".into();
+    s.record_batch(f.id, &[other], 3_000).unwrap();
+    assert_eq!(s.by_message_id(f.id, "<7@example.com>").unwrap().len(), 2);
+
+    let seen = Flags {
+        seen: true,
+        flagged: true,
+        ..Flags::default()
+    };
+    s.update_flags_batch(&[(m.id, seen.clone())]).unwrap();
+    s.mark_deleted(&[m.id], "older-than 30d", 4_000).unwrap();
+    s.mark_deleted(&[m.id], "again", 5_000).unwrap(); // first mark wins
+    let m = &s.known_uids(f.id, UidValidity(5), TARGET).unwrap()[&Uid(7)];
+    assert_eq!(m.flags, seen);
+    assert_eq!(
+        (m.deleted_at, m.delete_reason.as_deref()),
+        (Some(4_000), Some("older-than 30d"))
+    );
+}
+
+#[test]
+fn pop3_and_digest_records() {
+    let t = tempfile::tempdir().unwrap();
+    let mut s = State::open(&t.path().join("state.db")).unwrap();
+    let f = s
+        .folder("pop3s://bob@pop.example.com:995", &FolderName::inbox())
+        .unwrap();
+    let mut a = rec(0, 0);
+    a.key = MsgKey::Pop3 {
+        uidl: Uidl("UID-1".into()),
+    };
+    let mut b = rec(0, 0);
+    b.key = MsgKey::Digest;
+    b.digest = Some(vec![7; 32]);
+    let mut bad = b.clone();
+    bad.digest = None;
+    assert!(s.record_batch(f.id, &[a.clone(), bad], 10).is_err());
+    assert!(
+        s.known_uidls(f.id, TARGET).unwrap().is_empty(),
+        "failed batch must roll back"
+    );
+    s.record_batch(f.id, &[a.clone(), b.clone()], 10).unwrap();
+    s.record_batch(f.id, &[a, b], 20).unwrap();
+    let k = s.known_uidls(f.id, TARGET).unwrap();
+    assert_eq!(k.len(), 1);
+    assert_eq!(k[&Uidl("UID-1".into())].first_stored_at, 10);
+    assert_eq!(s.messages(f.id).unwrap().len(), 2);
+}
+
+#[test]
+fn load_75k_rows() {
+    let t = tempfile::tempdir().unwrap();
+    let mut s = State::open(&t.path().join("state.db")).unwrap();
+    let f = s.folder(ACCT, &FolderName::new("Bulk")).unwrap();
+    for chunk in (1..=75_000u32).collect::<Vec<_>>().chunks(5_000) {
+        let recs: Vec<_> = chunk.iter().map(|&u| rec(1, u)).collect();
+        s.record_batch(f.id, &recs, 1).unwrap();
+    }
+    let start = std::time::Instant::now();
+    let k = s.known_uids(f.id, UidValidity(1), TARGET).unwrap();
+    eprintln!("known_uids: 75k rows in {:?}", start.elapsed());
+    assert_eq!(k.len(), 75_000);
+}
+
+#[test]
+fn uidvalidity_rekey() {
+    let t = tempfile::tempdir().unwrap();
+    let mut s = State::open(&t.path().join("state.db")).unwrap();
+    let f = s.folder(ACCT, &FolderName::new("Sent")).unwrap();
+    s.record_batch(f.id, &(1..=5).map(|u| rec(100, u)).collect::<Vec<_>>(), 1)
+        .unwrap();
+    s.record_batch(f.id, &[rec(200, 50)], 1).unwrap();
+    // 1..=3 matched to 10..=12 (and 4 collides with an already known new UID).
+    let pairs = [
+        (Uid(1), Uid(10)),
+        (Uid(2), Uid(11)),
+        (Uid(3), Uid(12)),
+        (Uid(4), Uid(50)),
+        (Uid(99), Uid(60)),
+    ];
+    assert_eq!(
+        s.rekey_uidvalidity(f.id, UidValidity(100), UidValidity(200), &pairs)
+            .unwrap(),
+        3
+    );
+    let new = s.known_uids(f.id, UidValidity(200), TARGET).unwrap();
+    let mut uids: Vec<_> = new.keys().map(|u| u.0).collect();
+    uids.sort();
+    assert_eq!(uids, [10, 11, 12, 50]);
+    assert_eq!(new[&Uid(10)].message_id.as_deref(), Some("<1@example.com>"));
+    let old = s.known_uids(f.id, UidValidity(100), TARGET).unwrap();
+    assert_eq!(old.len(), 2);
+    assert_eq!(
+        s.folder(ACCT, &FolderName::new("Sent"))
+            .unwrap()
+            .uidvalidity,
+        Some(UidValidity(200))
+    );
+    assert!(
+        s.rekey_uidvalidity(f.id, UidValidity(200), UidValidity(200), &[])
+            .is_err()
+    );
+}
+
+#[test]
+fn runs_history() {
+    let t = tempfile::tempdir().unwrap();
+    let mut s = State::open(&t.path().join("state.db")).unwrap();
+    let a = s.begin_run("fetch", Some("backup"), 10).unwrap();
+    let out = RunOutcome {
+        result: "partial".into(),
+        copied: 5,
+        failed: 1,
+        error: Some("x: y".into()),
+    };
+    s.finish_run(a, &out, 20).unwrap();
+    let b = s.begin_run("push", None, 30).unwrap();
+    let runs = s.recent_runs(None, 10).unwrap();
+    assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>(), [b, a]);
+    assert_eq!(runs[0].outcome, None);
+    assert_eq!(runs[1].outcome.as_ref(), Some(&out));
+    assert_eq!(s.recent_runs(Some("backup"), 10).unwrap().len(), 1);
+    let old = s.folder(ACCT, &FolderName::new("Old")).unwrap().id;
+    s.mark_folder_gone(old, 50).unwrap();
+    assert_eq!(
+        s.folder(ACCT, &FolderName::new("Old")).unwrap().gone_since,
+        Some(50)
+    );
+}
