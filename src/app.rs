@@ -83,7 +83,10 @@ async fn dispatch(
             }
         },
         Command::Status(_) => Err(Error::NotImplemented("status")),
-        Command::Check(_) => Err(Error::NotImplemented("check")),
+        Command::Check(c) => {
+            let secret = crate::config::secret_of(&c.secret, "MAILFERRY_PASSWORD");
+            crate::commands::check::run(config, &c.urls, secret, reporter).await
+        }
         Command::Run(r) => {
             let jobs = config.file_jobs(&r.jobs)?;
             if jobs.is_empty() {

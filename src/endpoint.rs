@@ -231,6 +231,9 @@ pub struct TlsOptions {
     pub ca_file: Option<PathBuf>,
     /// Pinned SHA-256 of the server's leaf certificate (DER).
     pub fingerprint: Option<[u8; 32]>,
+    /// Refuse anything below TLS 1.3. `check` uses it to tell which version
+    /// a server speaks, since the TLS library does not report it.
+    pub min_tls13: bool,
 }
 
 impl TlsOptions {

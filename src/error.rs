@@ -46,6 +46,9 @@ pub enum Error {
     Interrupted,
     /// A command that is declared but not built yet.
     NotImplemented(&'static str),
+    /// An error already shown to the user (per account, per folder); it
+    /// only decides the exit code now.
+    Reported(Box<Error>),
 }
 
 /// Shorthand used across the crate.
@@ -62,6 +65,7 @@ impl Error {
             Error::Io { .. } | Error::State(_) => ExitCode::Partial,
             Error::Locked { .. } => ExitCode::Locked,
             Error::Interrupted => ExitCode::Interrupted,
+            Error::Reported(e) => e.exit_code(),
         }
     }
 
@@ -130,6 +134,7 @@ impl fmt::Display for Error {
             ),
             Error::Interrupted => write!(f, "interrupted; state saved, a rerun continues"),
             Error::NotImplemented(what) => write!(f, "{what}: not implemented yet"),
+            Error::Reported(e) => e.fmt(f),
         }
     }
 }

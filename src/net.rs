@@ -105,6 +105,9 @@ where
 {
     let server = format!("{host}:{port}");
     let mut connector = async_native_tls::TlsConnector::new();
+    if opts.min_tls13 {
+        connector = connector.min_protocol_version(Some(async_native_tls::Protocol::Tlsv13));
+    }
     if let Some(ca) = &opts.ca_file {
         let pem = std::fs::read(ca).map_err(|e| Error::io(ca, e))?;
         let certs = native_tls_certs(&pem)

@@ -292,7 +292,7 @@ impl Reporter {
             None if s.failed > 0 => ExitCode::Partial,
             None => ExitCode::Ok,
         };
-        if let Some(e) = fatal {
+        if let Some(e) = fatal.filter(|e| !matches!(e, crate::Error::Reported(_))) {
             if self.json {
                 self.emit(Event::Error {
                     message: e.to_string(),

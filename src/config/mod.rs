@@ -218,6 +218,7 @@ impl Config {
                 .as_deref()
                 .map(TlsOptions::parse_fingerprint)
                 .transpose()?,
+            min_tls13: false,
         })
     }
 

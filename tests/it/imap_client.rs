@@ -33,6 +33,7 @@ fn cfg(dv: &Dovecot, security: Security, port: u16, ca: bool) -> ServerConfig {
         tls: TlsOptions {
             ca_file: ca.then(|| dv.ca_file().to_path_buf()),
             fingerprint: None,
+            ..Default::default()
         },
         timeouts: Timeouts {
             connect: Duration::from_secs(10),

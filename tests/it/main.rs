@@ -5,6 +5,8 @@
 
 mod common;
 
+mod check;
+mod cli;
 mod generated_docs;
 mod harness_smoke;
 mod imap_client;

@@ -33,6 +33,7 @@ fn config(dc: &Dovecot, security: Security, password: &str) -> ServerConfig {
         tls: TlsOptions {
             ca_file: Some(dc.ca_file().to_path_buf()),
             fingerprint: None,
+            ..Default::default()
         },
         timeouts: Timeouts {
             connect: Duration::from_secs(10),
