@@ -1,7 +1,7 @@
 //! Running the real `mailferry` binary, as users and cron do: a clean
 //! environment (no user config, state in a temp dir), stdin closed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// The output of one run, with the exit code.
@@ -18,13 +18,6 @@ impl Run {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
             .collect()
-    }
-
-    /// The last JSON line, which must be the summary.
-    pub fn summary(&self) -> serde_json::Value {
-        let last = self.json().pop().expect("no JSON output");
-        assert_eq!(last["event"], "summary", "{}", self.stdout);
-        last
     }
 }
 
@@ -79,9 +72,4 @@ pub fn to_run(out: Output) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
-}
-
-/// `--ca-file` for a Dovecot's generated CA.
-pub fn ca_arg(p: &Path) -> String {
-    p.display().to_string()
 }
