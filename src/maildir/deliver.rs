@@ -24,7 +24,7 @@ const MAX_OPEN_PENDING: usize = 256;
 
 /// Default number of concurrent fsyncs at commit; see
 /// [`Batch::fsync_parallelism`].
-const DEFAULT_FSYNC_THREADS: usize = 32;
+const DEFAULT_FSYNC_THREADS: usize = 8;
 
 /// How message line endings are written. Dovecot stores LF; keeping CRLF is
 /// for readers that want the server's bytes verbatim.
@@ -123,7 +123,7 @@ impl Batch {
     }
 
     /// How many files [`SyncMode::Deferred`] fsyncs at once at commit
-    /// (default 32). Concurrent fsyncs share journal commits, so this is
+    /// (default 8). Concurrent fsyncs share journal commits, so this is
     /// what makes batching pay on disks with slow cache flushes.
     pub fn fsync_parallelism(mut self, n: usize) -> Batch {
         self.fsync_threads = n.max(1);

@@ -37,9 +37,17 @@ const MAX_UIDL_TAG: usize = 80;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SourceKey {
     /// An IMAP message: valid only with its folder's UIDVALIDITY.
-    Imap { uidvalidity: UidValidity, uid: Uid },
+    Imap {
+        /// The folder's UIDVALIDITY when the UID was taken.
+        uidvalidity: UidValidity,
+        /// The message UID.
+        uid: Uid,
+    },
     /// A POP3 message by its UIDL.
-    Pop3 { uidl: Uidl },
+    Pop3 {
+        /// The server's unique id for the message.
+        uidl: Uidl,
+    },
     /// A POP3 UIDL too long for a file name: the first 16 bytes of its
     /// SHA-256. Only ever produced by [`SourceKey::normalized`] or parsing.
     UidlHash([u8; 16]),

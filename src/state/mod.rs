@@ -65,9 +65,17 @@ pub struct FolderState {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum MsgKey {
     /// IMAP: (folder, UIDVALIDITY, UID).
-    Imap { uidvalidity: UidValidity, uid: Uid },
+    Imap {
+        /// The folder's UIDVALIDITY when the UID was taken.
+        uidvalidity: UidValidity,
+        /// The message UID.
+        uid: Uid,
+    },
     /// POP3: (account's INBOX folder row, UIDL).
-    Pop3 { uidl: Uidl },
+    Pop3 {
+        /// The server's unique id for the message.
+        uidl: Uidl,
+    },
     /// POP3 without UIDL: identified by [`NewRecord::digest`], which must be set.
     Digest,
 }
@@ -128,6 +136,36 @@ pub struct StoredMsg {
     pub delete_reason: Option<String>,
 }
 
+/// What the planner needs per known message on every run: cheap to load
+/// for a whole folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownMsg {
+    /// Row id, for flag updates and deletion marks.
+    pub id: i64,
+    /// Flags last carried over.
+    pub flags: Flags,
+    /// Size as recorded.
+    pub size: Option<u64>,
+    /// When first made durable on the target (`--delete-after DAYS`).
+    pub first_stored_at: i64,
+    /// When it was removed from the source, if it was.
+    pub deleted_at: Option<i64>,
+}
+
+/// Columns 1.. of a known_* query: id, flags, size, first_stored_at, deleted_at.
+fn known_from_row(r: &Row<'_>) -> rusqlite::Result<KnownMsg> {
+    let flags = r.get_ref(2)?.as_str().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(KnownMsg {
+        id: r.get(1)?,
+        flags: flags_parse(flags),
+        size: r.get::<_, Option<i64>>(3)?.map(|v| v.max(0) as u64),
+        first_stored_at: r.get(4)?,
+        deleted_at: r.get(5)?,
+    })
+}
+
 /// How a run ended, for `status`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RunOutcome {
@@ -170,8 +208,32 @@ fn flags_text(f: &Flags) -> String {
     f.to_imap()
 }
 
+/// Like `Flags::from_imap` but without a lowercase copy per atom: this runs
+/// once per row when loading 75k known UIDs.
 fn flags_parse(s: &str) -> Flags {
-    Flags::from_imap(s.split_whitespace())
+    let mut f = Flags::default();
+    for a in s.split_ascii_whitespace() {
+        if let Some(a) = a.strip_prefix('\\') {
+            if a.eq_ignore_ascii_case("seen") {
+                f.seen = true;
+            } else if a.eq_ignore_ascii_case("answered") {
+                f.answered = true;
+            } else if a.eq_ignore_ascii_case("flagged") {
+                f.flagged = true;
+            } else if a.eq_ignore_ascii_case("deleted") {
+                f.deleted = true;
+            } else if a.eq_ignore_ascii_case("draft") {
+                f.draft = true;
+            }
+        } else {
+            f.keywords.push(a.to_string());
+        }
+    }
+    if f.keywords.len() > 1 {
+        f.keywords.sort();
+        f.keywords.dedup();
+    }
+    f
 }
 
 const MSG_COLS: &str = "id, folder_id, uidvalidity, uid, uidl, message_id, size, digest, internal_date, \
@@ -385,29 +447,40 @@ impl State {
     }
 
     /// Every recorded UID of a folder under one UIDVALIDITY stored in
-    /// `target`: what the planner subtracts from the server listing.
+    /// `target`: what the planner subtracts from the server listing. Lean
+    /// rows ([`KnownMsg`]) so 75k UIDs load in milliseconds; fetch the full
+    /// record with [`State::messages`] or [`State::by_message_id`] when
+    /// reconciling.
     pub fn known_uids(
         &self,
         folder_id: i64,
         uidvalidity: UidValidity,
         target: &str,
-    ) -> Result<HashMap<Uid, StoredMsg>> {
-        let v = self.query_msgs(
-            "folder_id = ?1 AND uidvalidity = ?2 AND uid IS NOT NULL AND target = ?3",
-            params![folder_id, uidvalidity.0, target],
+    ) -> Result<HashMap<Uid, KnownMsg>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT uid, id, flags, size, first_stored_at, deleted_at FROM messages \
+             WHERE folder_id = ?1 AND uidvalidity = ?2 AND uid IS NOT NULL AND target = ?3",
         )?;
-        Ok(v.into_iter().filter_map(|m| Some((m.uid?, m))).collect())
+        let mut out = HashMap::new();
+        let mut rows = st.query(params![folder_id, uidvalidity.0, target])?;
+        while let Some(r) = rows.next()? {
+            out.insert(Uid(r.get(0)?), known_from_row(r)?);
+        }
+        Ok(out)
     }
 
     /// Every recorded UIDL of a (POP3) folder stored in `target`.
-    pub fn known_uidls(&self, folder_id: i64, target: &str) -> Result<HashMap<Uidl, StoredMsg>> {
-        let v = self.query_msgs(
-            "folder_id = ?1 AND uidl IS NOT NULL AND target = ?2",
-            params![folder_id, target],
+    pub fn known_uidls(&self, folder_id: i64, target: &str) -> Result<HashMap<Uidl, KnownMsg>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT uidl, id, flags, size, first_stored_at, deleted_at FROM messages \
+             WHERE folder_id = ?1 AND uidl IS NOT NULL AND target = ?2",
         )?;
-        Ok(v.into_iter()
-            .filter_map(|m| Some((m.uidl.clone()?, m)))
-            .collect())
+        let mut out = HashMap::new();
+        let mut rows = st.query(params![folder_id, target])?;
+        while let Some(r) = rows.next()? {
+            out.insert(Uidl(r.get(0)?), known_from_row(r)?);
+        }
+        Ok(out)
     }
 
     /// Every record of a folder, all targets and keys (for verify/status).
