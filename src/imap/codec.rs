@@ -238,92 +238,14 @@ pub(crate) fn quote(s: &str) -> String {
     out
 }
 
-/// Modified UTF-7 decoding of one mailbox name. One line to swap for
-/// `crate::mutf7::decode` once branch `store` lands.
+/// Modified UTF-7 decoding of one mailbox name (RFC 3501 §5.1.3).
 pub(crate) fn decode_mailbox(s: &str) -> Result<String, String> {
-    placeholder_mutf7::decode(s)
+    crate::mutf7::decode(s).map_err(|e| e.to_string())
 }
 
-/// Modified UTF-7 encoding of one mailbox name; see [`decode_mailbox`].
+/// Modified UTF-7 encoding of one mailbox name.
 pub(crate) fn encode_mailbox(s: &str) -> String {
-    placeholder_mutf7::encode(s)
-}
-
-/// Stand-in for `crate::mutf7` (being written on branch `store`); strict
-/// enough that broken names are reported, not mangled.
-mod placeholder_mutf7 {
-    use base64::Engine;
-    use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
-
-    const ENGINE: GeneralPurpose = GeneralPurpose::new(
-        &base64::alphabet::IMAP_MUTF7,
-        GeneralPurposeConfig::new()
-            .with_encode_padding(false)
-            .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone),
-    );
-
-    pub fn encode(s: &str) -> String {
-        let mut out = String::new();
-        let mut pending: Vec<u16> = Vec::new();
-        let flush = |out: &mut String, pending: &mut Vec<u16>| {
-            if !pending.is_empty() {
-                let bytes: Vec<u8> = pending.iter().flat_map(|u| u.to_be_bytes()).collect();
-                out.push('&');
-                out.push_str(&ENGINE.encode(bytes));
-                out.push('-');
-                pending.clear();
-            }
-        };
-        for c in s.chars() {
-            if (' '..='~').contains(&c) {
-                flush(&mut out, &mut pending);
-                if c == '&' {
-                    out.push_str("&-");
-                } else {
-                    out.push(c);
-                }
-            } else {
-                let mut buf = [0u16; 2];
-                pending.extend_from_slice(c.encode_utf16(&mut buf));
-            }
-        }
-        flush(&mut out, &mut pending);
-        out
-    }
-
-    pub fn decode(s: &str) -> Result<String, String> {
-        let mut out = String::new();
-        let mut rest = s;
-        while let Some(i) = rest.find('&') {
-            out.push_str(&rest[..i]);
-            let after = &rest[i + 1..];
-            let end = after
-                .find('-')
-                .ok_or_else(|| format!("unterminated &-sequence in {s:?}"))?;
-            let b64 = &after[..end];
-            if b64.is_empty() {
-                out.push('&');
-            } else {
-                let bytes = ENGINE
-                    .decode(b64)
-                    .map_err(|e| format!("bad base64 in {s:?}: {e}"))?;
-                if bytes.len() % 2 != 0 {
-                    return Err(format!("odd UTF-16 length in {s:?}"));
-                }
-                let units = bytes.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]]));
-                for ch in char::decode_utf16(units) {
-                    let ch = ch.map_err(|_| format!("unpaired surrogate in {s:?}"))?;
-                    if (' '..='~').contains(&ch) {
-                        return Err(format!("needlessly encoded ASCII in {s:?}"));
-                    }
-                    out.push(ch);
-                }
-            }
-            rest = &after[end + 1..];
-        }
-        out.push_str(rest);
-        Ok(out)
-    }
+    crate::mutf7::encode(s)
 }
 
 /// The character that stands in for a `/` inside one server-side name
