@@ -50,36 +50,26 @@ async fn dispatch(
     settings: &crate::config::Settings,
     reporter: &Reporter,
 ) -> Result<()> {
-    let _ = (settings, reporter);
+    let ctx = || crate::exec::Ctx {
+        settings,
+        reporter,
+        interrupt: crate::interrupt::Interrupt::install(),
+        now: crate::exec::now(),
+    };
     match cmd {
-        Command::Fetch(a) => {
-            let _job = config.fetch_job(a)?;
-            Err(Error::NotImplemented("fetch"))
-        }
-        Command::Push(a) => {
-            let _job = config.push_job(a)?;
-            Err(Error::NotImplemented("push"))
-        }
-        Command::Prune(a) => {
-            let _job = config.prune_job(a)?;
-            Err(Error::NotImplemented("prune"))
-        }
-        Command::Verify(a) => {
-            let _job = config.verify_job(a)?;
-            Err(Error::NotImplemented("verify"))
-        }
+        Command::Fetch(a) => crate::exec::run_job(&config.fetch_job(a)?, "fetch", &ctx()).await,
+        Command::Push(a) => crate::exec::run_job(&config.push_job(a)?, "push", &ctx()).await,
+        Command::Prune(a) => crate::exec::run_job(&config.prune_job(a)?, "prune", &ctx()).await,
+        Command::Verify(a) => crate::exec::run_job(&config.verify_job(a)?, "verify", &ctx()).await,
         Command::Plan(p) => match &p.what {
             PlanCommand::Fetch(a) => {
-                let _job = config.fetch_job(a)?;
-                Err(Error::NotImplemented("plan fetch"))
+                crate::exec::run_job(&config.fetch_job(a)?, "plan", &ctx()).await
             }
             PlanCommand::Push(a) => {
-                let _job = config.push_job(a)?;
-                Err(Error::NotImplemented("plan push"))
+                crate::exec::run_job(&config.push_job(a)?, "plan", &ctx()).await
             }
             PlanCommand::Prune(a) => {
-                let _job = config.prune_job(a)?;
-                Err(Error::NotImplemented("plan prune"))
+                crate::exec::run_job(&config.prune_job(a)?, "plan", &ctx()).await
             }
         },
         Command::Status(_) => Err(Error::NotImplemented("status")),
@@ -92,7 +82,22 @@ async fn dispatch(
             if jobs.is_empty() {
                 return Err(Error::Usage("the config file has no [[job]]".into()));
             }
-            Err(Error::NotImplemented("run"))
+            let ctx = ctx();
+            // Every job runs; the worst outcome decides the exit code.
+            let mut first_err = None;
+            for job in &jobs {
+                if let Err(e) = crate::exec::run_job(job, "run", &ctx).await {
+                    if matches!(e, Error::Interrupted | Error::Locked { .. }) {
+                        return Err(e);
+                    }
+                    reporter.line(&format!("job {}: {e}", job.name));
+                    first_err.get_or_insert(e);
+                }
+            }
+            match first_err {
+                Some(e) => Err(Error::Reported(Box::new(e))),
+                None => Ok(()),
+            }
         }
         Command::Generate(_) => unreachable!("handled before the runtime starts"),
     }

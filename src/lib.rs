@@ -15,6 +15,7 @@ pub mod config;
 pub mod docs;
 pub mod endpoint;
 pub mod error;
+pub mod exec;
 pub mod imap;
 pub mod interrupt;
 pub mod maildir;

@@ -37,6 +37,25 @@ pub enum LineEndings {
     Lf,
 }
 
+impl LineEndings {
+    /// The storage that can be undone exactly: `Lf` only when every CR in
+    /// `msg` starts a CRLF and every LF ends one, so writing LF on disk and
+    /// CRLF back on the wire restores the very bytes (push, verify --deep);
+    /// anything irregular is kept as it came.
+    pub fn lossless_for(msg: &[u8]) -> LineEndings {
+        let mut prev_cr = false;
+        for (i, &b) in msg.iter().enumerate() {
+            match b {
+                b'\n' if !prev_cr => return LineEndings::AsIs,
+                b'\r' if msg.get(i + 1) != Some(&b'\n') => return LineEndings::AsIs,
+                _ => {}
+            }
+            prev_cr = b == b'\r';
+        }
+        LineEndings::Lf
+    }
+}
+
 /// When file data is forced to disk. Both are equally durable by the time
 /// [`Batch::commit`] returns; they differ in speed and in where an
 /// interrupted batch leaves its files.
@@ -114,6 +133,12 @@ impl Batch {
     pub fn line_endings(mut self, le: LineEndings) -> Batch {
         self.line_endings = le;
         self
+    }
+
+    /// Changes line-ending handling for the next messages (per message,
+    /// with [`LineEndings::lossless_for`]).
+    pub fn set_line_endings(&mut self, le: LineEndings) {
+        self.line_endings = le;
     }
 
     /// Chooses the fsync strategy (default [`SyncMode::Deferred`], faster).

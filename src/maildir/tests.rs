@@ -324,3 +324,23 @@ fn ten_thousand_messages_in_one_batch() {
         .collect();
     assert_eq!(uids.len(), 10_000);
 }
+
+#[test]
+fn lossless_line_endings() {
+    use super::LineEndings;
+    assert_eq!(LineEndings::lossless_for(b"a\r\nb\r\n"), LineEndings::Lf);
+    assert_eq!(LineEndings::lossless_for(b"no newline"), LineEndings::Lf);
+    assert_eq!(
+        LineEndings::lossless_for(b"a\r\nbare\nlf\r\n"),
+        LineEndings::AsIs
+    );
+    assert_eq!(LineEndings::lossless_for(b"a\r\r\n"), LineEndings::AsIs);
+    assert_eq!(
+        LineEndings::lossless_for(b"lone\rcr\r\n"),
+        LineEndings::AsIs
+    );
+    assert_eq!(
+        LineEndings::lossless_for(b"ends in cr\r"),
+        LineEndings::AsIs
+    );
+}

@@ -115,6 +115,7 @@ mod tests {
         (
             key.clone(),
             Known {
+                id: uid as i64,
                 key,
                 flags: Some(Flags::from_imap(flags.iter().copied())),
                 stored_at: 5,

@@ -63,6 +63,8 @@ pub struct SourceMsg {
 /// What the state knows about a message of this folder.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Known {
+    /// The state's row id, to update or mark this record.
+    pub id: i64,
     pub key: MsgKey,
     /// Flags last carried to the target (what the server had then).
     pub flags: Option<Flags>,

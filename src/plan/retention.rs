@@ -55,6 +55,7 @@ mod tests {
 
     fn k(uid: u32, stored_at: i64, deleted: bool) -> Known {
         Known {
+            id: uid as i64,
             key: MsgKey::Uid(Uid(uid)),
             flags: None,
             stored_at,

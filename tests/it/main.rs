@@ -7,8 +7,10 @@ mod common;
 
 mod check;
 mod cli;
+mod fetch_imap;
 mod generated_docs;
 mod harness_smoke;
 mod imap_client;
 mod pop3_client;
 mod pop3_fake;
+mod proxy;

@@ -1,0 +1,109 @@
+//! What the executor reads from a message's header: Message-ID (for
+//! reconciliation) and Date: (the arrival date where the protocol has none).
+//! Only the header is parsed; malformed mail yields `None`, never an error.
+
+/// The header facts the state keeps.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MessageHeaders {
+    pub message_id: Option<String>,
+    /// Date: header, unix seconds.
+    pub date: Option<i64>,
+}
+
+impl MessageHeaders {
+    /// Parses only the header block of `raw`.
+    pub fn parse(raw: &[u8]) -> MessageHeaders {
+        let Some(m) = mail_parser::MessageParser::new().parse_headers(raw) else {
+            return MessageHeaders::default();
+        };
+        MessageHeaders {
+            message_id: m.message_id().and_then(normalize_message_id),
+            date: m.date().map(|d| d.to_timestamp()).filter(|&t| t > 0),
+        }
+    }
+}
+
+/// One spelling of a Message-ID for comparisons: no angle brackets, no
+/// surrounding white space; empty means none.
+pub fn normalize_message_id(s: &str) -> Option<String> {
+    let t = s
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim();
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_message_id_and_date() {
+        let h = MessageHeaders::parse(
+            b"Message-ID: <abc@x.org>\r\nDate: Thu, 01 Jan 1970 00:01:00 +0000\r\n\r\nbody",
+        );
+        assert_eq!(h.message_id.as_deref(), Some("abc@x.org"));
+        assert_eq!(h.date, Some(60));
+    }
+
+    #[test]
+    fn malformed_header_gives_nothing_not_an_error() {
+        assert_eq!(
+            MessageHeaders::parse(b"\x00\xff garbage without colon\n\n"),
+            MessageHeaders::default()
+        );
+        assert_eq!(MessageHeaders::parse(b"").message_id, None);
+    }
+
+    #[test]
+    fn message_id_spellings_compare_equal() {
+        assert_eq!(normalize_message_id(" <a@b> "), normalize_message_id("a@b"));
+        assert_eq!(normalize_message_id("<>"), None);
+    }
+}
+
+/// The bytes as the server sent them, from a Maildir file: a file with no
+/// CR at all was stored with CRLF turned into LF (only done when that is
+/// exactly reversible), so LF becomes CRLF again; anything else is as-is.
+pub fn wire_bytes(file: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if file.contains(&b'\r') || !file.contains(&b'\n') {
+        return std::borrow::Cow::Borrowed(file);
+    }
+    let mut out = Vec::with_capacity(file.len() + file.len() / 40);
+    for &b in file {
+        if b == b'\n' {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use super::wire_bytes;
+    use crate::maildir::LineEndings;
+
+    #[test]
+    fn lf_storage_round_trips_exactly() {
+        for msg in [
+            &b"a\r\nb\r\n"[..],
+            b"x",
+            b"a\r\nbare\nlf\r\n",
+            b"a\r\r\n",
+            b"cr\r",
+        ] {
+            let stored: Vec<u8> = match LineEndings::lossless_for(msg) {
+                LineEndings::Lf => msg.iter().copied().filter(|&b| b != b'\r').collect(),
+                LineEndings::AsIs => msg.to_vec(),
+            };
+            assert_eq!(
+                &*wire_bytes(&stored),
+                msg,
+                "{:?}",
+                String::from_utf8_lossy(msg)
+            );
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The executor: runs the planner's actions over real endpoints and records
+//! each finished action in the state, only after it is durable on the
+//! target. One module per job shape; they share the Maildir writer.
+
+mod imap_fetch;
+mod message;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::config::{JobKind, Settings};
+use crate::endpoint::Protocol;
+use crate::error::{Error, Result};
+use crate::interrupt::Interrupt;
+use crate::report::Reporter;
+use crate::state::State;
+
+pub use message::{MessageHeaders, normalize_message_id, wire_bytes};
+
+/// What every job run needs besides its own arguments.
+pub struct Ctx<'a> {
+    pub settings: &'a Settings,
+    pub reporter: &'a Reporter,
+    pub interrupt: Interrupt,
+    /// "Now" in unix seconds, fixed for the run so retention is consistent.
+    pub now: i64,
+}
+
+/// The run's clock: the system time, or `MAILFERRY_NOW` (unix seconds) so
+/// tests can move time forward for `--delete-after DAYS`.
+pub fn now() -> i64 {
+    if let Some(t) = std::env::var("MAILFERRY_NOW")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return t;
+    }
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs one job: takes the state lock (exit 75 if held), opens the state,
+/// dispatches, and records the run in the state's history.
+pub async fn run_job(job: &crate::config::Job, command: &str, ctx: &Ctx<'_>) -> Result<()> {
+    let _lock = State::lock(&ctx.settings.state_path)?;
+    let state = open_state(&ctx.settings.state_path, ctx.settings.dry_run)?;
+    let run_id = if ctx.settings.dry_run {
+        None
+    } else {
+        Some(
+            state
+                .st
+                .lock()
+                .unwrap()
+                .begin_run(command, Some(&job.name), ctx.now)?,
+        )
+    };
+    let before = ctx.reporter.summary();
+    let result = match &job.kind {
+        JobKind::Fetch(f) => match &f.from.endpoint {
+            crate::endpoint::Endpoint::Server(u) if u.protocol == Protocol::Imap => {
+                imap_fetch::run(f, ctx, &state.st).await
+            }
+            crate::endpoint::Endpoint::Server(_) => Err(Error::NotImplemented("fetch from POP3")),
+            crate::endpoint::Endpoint::Maildir(_) => {
+                unreachable!("config refuses a Maildir source for fetch")
+            }
+        },
+        JobKind::Push(_) => Err(Error::NotImplemented("push")),
+        JobKind::Prune(_) => Err(Error::NotImplemented("prune")),
+        JobKind::Verify(_) => Err(Error::NotImplemented("verify")),
+    };
+    if let Some(id) = run_id {
+        let after = ctx.reporter.summary();
+        let failed = after.failed - before.failed;
+        let outcome = crate::state::RunOutcome {
+            result: match (&result, failed) {
+                (Ok(()), 0) => "ok".into(),
+                (Ok(()), _) => "partial".into(),
+                (Err(Error::Interrupted), _) => "interrupted".into(),
+                (Err(_), _) => "error".into(),
+            },
+            copied: after.copied - before.copied,
+            failed,
+            error: result.as_ref().err().map(|e| e.to_string()),
+        };
+        // Recording history must not hide the run's own error.
+        let _ = state.st.lock().unwrap().finish_run(id, &outcome, now());
+    }
+    drop(state);
+    result
+}
+
+/// The state for one run. A dry run on a state that does not exist yet
+/// works on a throwaway copy, so `plan` never creates files.
+struct OpenState {
+    st: Arc<Mutex<State>>,
+    scratch: Option<PathBuf>,
+}
+
+impl Drop for OpenState {
+    fn drop(&mut self) {
+        if let Some(p) = &self.scratch {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
+            }
+        }
+    }
+}
+
+fn open_state(path: &Path, dry_run: bool) -> Result<OpenState> {
+    if dry_run && !path.exists() {
+        let p = std::env::temp_dir().join(format!("mailferry-plan-{}.db", std::process::id()));
+        let st = State::open(&p)?;
+        return Ok(OpenState {
+            st: Arc::new(Mutex::new(st)),
+            scratch: Some(p),
+        });
+    }
+    Ok(OpenState {
+        st: Arc::new(Mutex::new(State::open(path)?)),
+        scratch: None,
+    })
+}
