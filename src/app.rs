@@ -72,7 +72,7 @@ async fn dispatch(
                 crate::exec::run_job(&config.prune_job(a)?, "plan", &ctx()).await
             }
         },
-        Command::Status(_) => Err(Error::NotImplemented("status")),
+        Command::Status(st) => crate::commands::status::run(config, &st.jobs, st.remote, reporter),
         Command::Check(c) => {
             let secret = crate::config::secret_of(&c.secret, "MAILFERRY_PASSWORD");
             crate::commands::check::run(config, &c.urls, secret, reporter).await

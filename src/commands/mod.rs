@@ -2,3 +2,4 @@
 //! account) and `status` (what the state knows).
 
 pub mod check;
+pub mod status;

@@ -53,7 +53,7 @@ pub async fn run(job: &FetchJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
     } else {
         Some(Maildir::open_or_create(&job.to)?)
     };
-    let target = format!("maildir:{}", absolute(&job.to).display());
+    let target = super::maildir_target(&job.to);
     let account = url.account_key();
     let (mut ctl, _info) = imap::connect(&cfg).await?;
     let listed = ctl.list_folders().await?;
@@ -68,7 +68,7 @@ pub async fn run(job: &FetchJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
         cfg,
         state: state.clone(),
         maildir,
-        sync_key: format!("{account} {target}"),
+        sync_key: super::sync_key(&account, &target),
         account,
         target,
         queue: Mutex::new(VecDeque::new()),
@@ -800,12 +800,4 @@ fn url_allows(folder: Option<&FolderName>, name: &FolderName) -> bool {
                     .is_some_and(|r| r.starts_with('/'))
         }
     }
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap_or_else(|_| {
-        std::env::current_dir()
-            .map(|d| d.join(p))
-            .unwrap_or_else(|_| p.to_path_buf())
-    })
 }

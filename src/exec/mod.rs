@@ -27,6 +27,22 @@ pub struct Ctx<'a> {
     pub now: i64,
 }
 
+/// The state's folder-row key of a fetch: per (account, target), so two
+/// backups of one account keep separate sync points.
+pub fn sync_key(account: &str, target: &str) -> String {
+    format!("{account} {target}")
+}
+
+/// The state's name for a Maildir target.
+pub fn maildir_target(root: &Path) -> String {
+    let abs = std::fs::canonicalize(root).unwrap_or_else(|_| {
+        std::env::current_dir()
+            .map(|d| d.join(root))
+            .unwrap_or_else(|_| root.to_path_buf())
+    });
+    format!("maildir:{}", abs.display())
+}
+
 /// The run's clock: the system time, or `MAILFERRY_NOW` (unix seconds) so
 /// tests can move time forward for `--delete-after DAYS`.
 pub fn now() -> i64 {

@@ -196,6 +196,24 @@ pub struct RunRecord {
     pub outcome: Option<RunOutcome>,
 }
 
+/// One line of `status`: a folder's totals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderReport {
+    /// The folder row's account key (for fetch: "account target").
+    pub account: String,
+    pub folder: FolderName,
+    /// Last time a run synced it, unix seconds.
+    pub last_seen_at: Option<i64>,
+    /// Since when the server no longer lists it.
+    pub gone_since: Option<i64>,
+    /// Messages recorded as stored (including those since deleted on the source).
+    pub stored: u64,
+    /// Of those, deleted from the source by retention.
+    pub deleted: u64,
+    /// Bytes recorded.
+    pub bytes: u64,
+}
+
 fn state_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::State(format!("{}: {e}", path.display()))
 }
@@ -668,6 +686,30 @@ impl State {
                         error: r.get(8)?,
                     }),
                 },
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Per folder of every account: what is stored and deleted, and when it
+    /// was last synced (for `status`, which reads nothing but the state).
+    pub fn folder_report(&self) -> Result<Vec<FolderReport>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT a.key, f.name, f.last_seen_at, f.gone_since, COUNT(m.id), \
+                    COALESCE(SUM(m.deleted_at IS NOT NULL), 0), COALESCE(SUM(m.size), 0) \
+             FROM folders f JOIN accounts a ON a.id = f.account_id \
+             LEFT JOIN messages m ON m.folder_id = f.id \
+             GROUP BY f.id ORDER BY a.key, f.name",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(FolderReport {
+                account: r.get(0)?,
+                folder: FolderName::new(r.get::<_, String>(1)?),
+                last_seen_at: r.get(2)?,
+                gone_since: r.get(3)?,
+                stored: r.get::<_, i64>(4)?.max(0) as u64,
+                deleted: r.get::<_, i64>(5)?.max(0) as u64,
+                bytes: r.get::<_, i64>(6)?.max(0) as u64,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
