@@ -12,6 +12,7 @@ pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod date;
 pub mod docs;
 pub mod endpoint;
 pub mod error;

@@ -10,8 +10,9 @@ pub mod secret;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::date::rfc3339;
 pub use file::{ConfigFile, expand_tilde};
-pub use filter::{Filter, Glob, parse_date, parse_size, rfc3339};
+pub use filter::{Filter, Glob, parse_date, parse_size};
 pub use secret::SecretSource;
 
 use crate::cli::{self, GlobalArgs};

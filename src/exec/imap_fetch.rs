@@ -338,7 +338,7 @@ async fn sync_folder(s: &mut Session, f: &ListedFolder, sh: &Shared<'_>) -> Resu
     let md = sh.maildir.as_ref().expect("a real run has a Maildir");
 
     if !plan.adopt.is_empty() {
-        adopt(md, &plan.adopt, fs.id, uv, sh)?;
+        adopt(&plan.adopt, fs.id, uv, sh)?;
         sum.copied += plan.adopt.len() as u64;
     }
     if !plan.copy.is_empty() {
@@ -419,13 +419,11 @@ fn orphans(
 /// Records files a killed run wrote but never recorded, reading their
 /// header and digest from disk instead of downloading again.
 fn adopt(
-    md: &Maildir,
     items: &[(SourceMsg, LocalFile)],
     folder_id: i64,
     uv: UidValidity,
     sh: &Shared<'_>,
 ) -> Result<()> {
-    let _ = md;
     let mut recs = Vec::new();
     for (m, lf) in items {
         let path = PathBuf::from(&lf.location);
