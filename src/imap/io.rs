@@ -37,6 +37,11 @@ pub(crate) struct Io {
     /// Set after EOF or a read/write error: the session is unusable.
     pub broken: bool,
     next_tag: u64,
+    /// Reads land here first. Reading straight into `buf`'s spare capacity
+    /// made the TLS stream zero all of it on every read (a memset of
+    /// megabytes per 16 KB record: 40% of a fetch's CPU); a fixed,
+    /// already-initialised buffer costs one copy instead.
+    scratch: Box<[u8]>,
 }
 
 impl Io {
@@ -54,6 +59,7 @@ impl Io {
             bytes_out: 0,
             broken: false,
             next_tag: 1,
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
         }
     }
 
@@ -159,12 +165,13 @@ impl Io {
         }
         self.buf.reserve(want.max(READ_CHUNK));
         let limit = self.read_timeout;
-        match tokio::time::timeout(limit, self.stream.read_buf(&mut self.buf)).await {
+        match tokio::time::timeout(limit, self.stream.read(&mut self.scratch)).await {
             Ok(Ok(0)) => {
                 self.broken = true;
                 Err(self.lost())
             }
             Ok(Ok(n)) => {
+                self.buf.extend_from_slice(&self.scratch[..n]);
                 self.bytes_in += n as u64;
                 Ok(())
             }
