@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::cli::{Env, Run};
@@ -497,17 +498,24 @@ fn run_executes_a_config_job_with_a_pop3s_url() {
 
 // ---- a server without UIDL -------------------------------------------------
 
+/// The fake server's messages, as they are after the last QUIT.
+type Mailbox = Arc<Mutex<Vec<Vec<u8>>>>;
+
 /// A plain-text POP3 server without UIDL (and without PIPELINING), serving
 /// `msgs` on every connection; DELE is applied at QUIT as RFC 1939 says.
-/// Returns its port and the mailbox.
-fn no_uidl_server(msgs: Vec<Vec<u8>>) -> (u16, Arc<Mutex<Vec<Vec<u8>>>>) {
+/// Returns its port, the mailbox, and a switch: while off, QUIT drops the
+/// connection without answering or deleting.
+fn no_uidl_server(msgs: Vec<Vec<u8>>) -> (u16, Mailbox, Arc<AtomicBool>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let mailbox = Arc::new(Mutex::new(msgs));
     let mb = mailbox.clone();
+    let quit_ok = Arc::new(AtomicBool::new(true));
+    let q = quit_ok.clone();
     std::thread::spawn(move || {
         for sock in l.incoming().flatten() {
             let mb = mb.clone();
+            let q = q.clone();
             std::thread::spawn(move || {
                 let mut w = sock.try_clone().unwrap();
                 let mut r = BufReader::new(sock);
@@ -562,6 +570,7 @@ fn no_uidl_server(msgs: Vec<Vec<u8>>) -> (u16, Arc<Mutex<Vec<Vec<u8>>>>) {
                             dele.insert(i);
                             b"+OK\r\n".to_vec()
                         }
+                        ("QUIT", _) if !q.load(Ordering::SeqCst) => return,
                         ("QUIT", _) => {
                             let mut keep = Vec::new();
                             for (i, m) in msgs.iter().enumerate() {
@@ -582,7 +591,7 @@ fn no_uidl_server(msgs: Vec<Vec<u8>>) -> (u16, Arc<Mutex<Vec<Vec<u8>>>>) {
             });
         }
     });
-    (port, mailbox)
+    (port, mailbox, quit_ok)
 }
 
 #[test]
@@ -594,7 +603,7 @@ fn a_server_without_uidl_falls_back_to_a_header_digest() {
     // two identical copies: both are stored, once each
     let mut all = msgs.clone();
     all.push(msgs[0].clone());
-    let (port, mailbox) = no_uidl_server(all.clone());
+    let (port, mailbox, _) = no_uidl_server(all.clone());
     let env = Env::new();
     let to = env.path("mail");
     let url = format!("pop3://alice@127.0.0.1:{port}");
@@ -635,4 +644,57 @@ fn a_server_without_uidl_falls_back_to_a_header_digest() {
     assert_eq!(counts(&r), (0, 13, 0), "{}", r.stdout);
     assert!(mailbox.lock().unwrap().is_empty());
     assert_eq!(maildir_files(&to)["INBOX"].len(), 13);
+}
+
+#[test]
+fn deletions_count_only_once_quit_is_confirmed() {
+    let msgs: Vec<Vec<u8>> = common::corpus(43, 8, &CorpusOpts::small())
+        .iter()
+        .map(served)
+        .collect();
+    let (port, mailbox, quit_ok) = no_uidl_server(msgs.clone());
+    quit_ok.store(false, Ordering::SeqCst);
+    let env = Env::new();
+    let to = env.path("mail");
+    let url = format!("pop3://alice@127.0.0.1:{port}");
+    let args = [
+        "fetch",
+        "--from",
+        &url,
+        "--to",
+        to.to_str().unwrap(),
+        "--insecure-plaintext",
+        "--json",
+        "--delete-after-fetch",
+    ];
+    // DELE accepted, then the connection drops at QUIT: nothing deleted,
+    // and neither the events nor the state may say otherwise.
+    let r = env.run("pw", &args);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert_eq!(counts(&r), (8, 0, 1), "{}", r.stdout);
+    assert!(deletes(&r, false).is_empty(), "{}", r.stdout);
+    assert!(r.stdout.contains("not deleted"), "{}", r.stdout);
+    assert_eq!(mailbox.lock().unwrap().len(), 8);
+    let st = mailferry::state::State::open(&env.state()).unwrap();
+    let key = format!(
+        "pop3://alice@127.0.0.1:{port} maildir:{}",
+        std::fs::canonicalize(&to).unwrap().display()
+    );
+    let rows: Vec<_> = st
+        .folders(&key)
+        .unwrap()
+        .iter()
+        .flat_map(|f| st.messages(f.id).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 8);
+    assert!(rows.iter().all(|m| m.deleted_at.is_none()));
+    drop(st);
+
+    // Once QUIT is confirmed, the rerun deletes them (and copies nothing).
+    quit_ok.store(true, Ordering::SeqCst);
+    let r = env.run("pw", &args);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(counts(&r), (0, 8, 0), "{}", r.stdout);
+    assert!(mailbox.lock().unwrap().is_empty());
+    assert_eq!(maildir_files(&to)["INBOX"].len(), 8);
 }
