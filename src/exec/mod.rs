@@ -4,6 +4,7 @@
 
 mod imap_fetch;
 mod message;
+mod pop3_fetch;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -80,7 +81,7 @@ pub async fn run_job(job: &crate::config::Job, command: &str, ctx: &Ctx<'_>) -> 
             crate::endpoint::Endpoint::Server(u) if u.protocol == Protocol::Imap => {
                 imap_fetch::run(f, ctx, &state.st).await
             }
-            crate::endpoint::Endpoint::Server(_) => Err(Error::NotImplemented("fetch from POP3")),
+            crate::endpoint::Endpoint::Server(_) => pop3_fetch::run(f, ctx, &state.st).await,
             crate::endpoint::Endpoint::Maildir(_) => {
                 unreachable!("config refuses a Maildir source for fetch")
             }

@@ -1,0 +1,605 @@
+//! `fetch` from POP3 into a Maildir (SPEC §2 fetch, §3, §4).
+//!
+//! One session per run: LIST + UIDL (or, on a server without UIDL, a digest
+//! of each message's `TOP n 0` headers and size), plan against the state,
+//! adopt files a killed run wrote but never recorded, pipelined RETR into
+//! the shared Maildir writer (INBOX `new/`), then retention: DELE only what
+//! the state shows durably stored, and mark it deleted only once QUIT
+//! returned `+OK` (POP3 deletes at QUIT; a dropped session deletes nothing).
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+use super::Ctx;
+use super::message::{MessageHeaders, wire_bytes};
+use super::writer::{self, Incoming, WriterSetup};
+use crate::config::{FetchJob, Retention, rfc3339};
+use crate::endpoint::ServerConfig;
+use crate::error::{Error, Result};
+use crate::maildir::{Maildir, SourceKey, account_tag};
+use crate::plan::{self, Known, LocalFile, MsgKey, SourceMsg};
+use crate::pop3::{self, Fetched, Pop3Client};
+use crate::report::{Event, FolderProgress, Summary};
+use crate::state::{KnownMsg, MsgKey as StateKey, NewRecord, State};
+use crate::types::{Flags, FolderName, Uidl};
+
+/// What the run shares.
+struct Shared<'a> {
+    job: &'a FetchJob,
+    ctx: &'a Ctx<'a>,
+    cfg: ServerConfig,
+    state: Arc<Mutex<State>>,
+    /// None only in a dry run against a Maildir that does not exist yet.
+    maildir: Option<Maildir>,
+    /// The account's key, hashed into file names.
+    account: String,
+    /// Folder row key: `"{account} {target}"`, as for IMAP.
+    sync_key: String,
+    target: String,
+    inbox: FolderName,
+}
+
+/// One message of this session's listing.
+#[derive(Debug, Clone)]
+struct Listed {
+    msgno: u32,
+    uidl: Uidl,
+    size: u64,
+}
+
+/// Runs the job. Connect and login failures are fatal (exit 3/4); a session
+/// lost mid-way is reopened once and the mailbox planned again from the
+/// state, then reported as a failure (exit 1).
+pub async fn run(job: &FetchJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Result<()> {
+    let url = job.from.server_url("--from")?.clone();
+    let cfg = job.from.server_config("--from", ctx.settings.timeouts)?;
+    let dry = ctx.settings.dry_run;
+    let maildir = if dry && !job.to.join("cur").is_dir() {
+        None
+    } else {
+        Some(Maildir::open_or_create(&job.to)?)
+    };
+    let target = format!("maildir:{}", absolute(&job.to).display());
+    let account = url.account_key();
+    let sh = Shared {
+        job,
+        ctx,
+        cfg,
+        state: state.clone(),
+        maildir,
+        sync_key: format!("{account} {target}"),
+        account,
+        target,
+        inbox: FolderName::inbox(),
+    };
+    let (mut c, _info) = pop3::connect(&sh.cfg).await?;
+    let mut attempt = 0;
+    loop {
+        match sync(c, &sh).await {
+            Ok(()) => return Ok(()),
+            Err(Error::Interrupted) => return Err(Error::Interrupted),
+            Err(e) if e.is_transient() && attempt == 0 => {
+                attempt += 1;
+                ctx.reporter.warning(
+                    Some(sh.inbox.as_str()),
+                    &format!(
+                        "{e}; reconnecting to retry (nothing was deleted: POP3 deletes only at a confirmed QUIT)"
+                    ),
+                );
+                c = pop3::connect(&sh.cfg).await?.0;
+            }
+            Err(e) => {
+                ctx.reporter
+                    .message_error(sh.inbox.as_str(), None, None, &e.to_string());
+                ctx.reporter.add(&Summary {
+                    failed: 1,
+                    ..Default::default()
+                });
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// List → plan → copy → retention over one session.
+async fn sync(mut c: Pop3Client, sh: &Shared<'_>) -> Result<()> {
+    let rep = sh.ctx.reporter;
+    let dry = sh.ctx.settings.dry_run;
+    let name = sh.inbox.as_str();
+    sh.ctx.interrupt.check()?;
+
+    let listing = list(&mut c, sh).await?;
+    let folder_id = {
+        let mut st = sh.state.lock().unwrap();
+        if dry {
+            // A dry run never adds rows, not even a folder.
+            st.find_folder(&sh.sync_key, &sh.inbox)?.map(|f| f.id)
+        } else {
+            Some(st.folder(&sh.sync_key, &sh.inbox)?.id)
+        }
+    };
+    let known = load_known(sh, folder_id)?;
+    let source: Vec<SourceMsg> = listing
+        .iter()
+        .map(|m| SourceMsg {
+            key: MsgKey::Uidl(m.uidl.clone()),
+            size: m.size,
+            date: 0,
+            flags: None,
+        })
+        .collect();
+    let mut plan = plan::plan_copy(&source, true, &known, &HashMap::new(), &sh.job.filter);
+    if !plan.copy.is_empty()
+        && let Some(md) = &sh.maildir
+    {
+        let local = orphans(md, &sh.inbox, &sh.account, &plan.copy)?;
+        if !local.is_empty() {
+            plan = plan::plan_copy(&source, true, &known, &local, &sh.job.filter);
+        }
+    }
+    let mut sum = Summary {
+        skipped: plan.skipped.len() as u64,
+        ..Default::default()
+    };
+    if rep.json() || sh.ctx.settings.verbose > 0 {
+        for (k, why) in &plan.skipped {
+            rep.warning(Some(name), &format!("{k} skipped: {why}"));
+        }
+    }
+    let progress = Arc::new(rep.folder_start(name, plan.copy.len() as u64, plan.copy_bytes()));
+    let present: HashSet<MsgKey> = source.iter().map(|m| m.key.clone()).collect();
+
+    if dry {
+        sum.copied = (plan.copy.len() + plan.adopt.len()) as u64;
+        sum.bytes = plan.copy_bytes();
+        let mut dels =
+            plan::source_deletions(known.values(), sh.job.retention, sh.ctx.now, Some(&present));
+        if sh.job.retention == Retention::AfterFetch {
+            // What this run would store is deleted once stored.
+            let newly = plan.copy.iter().chain(plan.adopt.iter().map(|(m, _)| m));
+            dels.extend(newly.map(|m| plan::Deletion {
+                key: m.key.clone(),
+                reason: "delete-after-fetch".into(),
+                size: m.size,
+                date: 0,
+                message_id: None,
+            }));
+            dels.sort_by(|a, b| a.key.cmp(&b.key));
+        }
+        let details = details(sh, folder_id)?;
+        for d in &dels {
+            rep.delete(delete_event(name, d, &details, true));
+        }
+        sum.deleted = dels.len() as u64;
+        progress.finish();
+        rep.folder_done(name, &sum);
+        let _ = c.quit().await;
+        return Ok(());
+    }
+    let md = sh.maildir.as_ref().expect("a real run has a Maildir");
+    let folder_id = folder_id.expect("a real run has a folder row");
+
+    if !plan.adopt.is_empty() {
+        adopt(&plan.adopt, folder_id, sh)?;
+        sum.copied += plan.adopt.len() as u64;
+    }
+    if !plan.copy.is_empty() {
+        let by_uidl: HashMap<&Uidl, &Listed> = listing.iter().map(|m| (&m.uidl, m)).collect();
+        let todo: Vec<Listed> = plan
+            .copy
+            .iter()
+            .filter_map(|m| match &m.key {
+                MsgKey::Uidl(u) => by_uidl.get(u).map(|l| (*l).clone()),
+                MsgKey::Uid(_) => None,
+            })
+            .collect();
+        let out = copy(&mut c, md, folder_id, &todo, &progress, sh).await;
+        sum.copied += out.copied;
+        sum.bytes += out.bytes;
+        for (uidl, why) in &out.failed {
+            rep.message_error(name, None, Some(uidl), why);
+            sum.failed += 1;
+        }
+        let stop = match out.result {
+            Err(e) => Some(e),
+            Ok(()) if out.interrupted => Some(Error::Interrupted),
+            Ok(()) => None,
+        };
+        if let Some(e) = stop {
+            // No QUIT: the session is dropped, so no DELE of it can count.
+            progress.finish();
+            rep.folder_done(name, &sum);
+            return Err(e);
+        }
+    }
+    progress.finish();
+
+    if sh.job.retention == Retention::Keep {
+        let _ = c.quit().await;
+        rep.folder_done(name, &sum);
+        return Ok(());
+    }
+    let r = retention(c, &listing, folder_id, &present, sh, &mut sum).await;
+    rep.folder_done(name, &sum);
+    r
+}
+
+/// LIST and UIDL (or the header-digest fallback), one entry per identity.
+async fn list(c: &mut Pop3Client, sh: &Shared<'_>) -> Result<Vec<Listed>> {
+    let sizes: HashMap<u32, u64> = c.list_all().await?.into_iter().collect();
+    let ids = match c.uidl_all().await? {
+        Some(ids) => ids,
+        None => {
+            sh.ctx.reporter.warning(
+                Some(sh.inbox.as_str()),
+                "the server does not support UIDL: messages are identified by a digest of their headers (TOP n 0) and size instead",
+            );
+            header_ids(c, &sizes).await?
+        }
+    };
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(ids.len());
+    for (msgno, uidl) in ids {
+        // A server listing one UIDL twice: the first is the message.
+        if !seen.insert(uidl.clone()) {
+            continue;
+        }
+        let Some(&size) = sizes.get(&msgno) else {
+            continue; // deleted by another session between LIST and UIDL
+        };
+        out.push(Listed { msgno, uidl, size });
+    }
+    Ok(out)
+}
+
+/// Identities for a server without UIDL: `mf-hdr-<sha256(TOP n 0 ‖ size)>`,
+/// with `-2`, `-3`, … for further messages with identical headers and size
+/// (indistinguishable copies are counted, not merged).
+async fn header_ids(c: &mut Pop3Client, sizes: &HashMap<u32, u64>) -> Result<Vec<(u32, Uidl)>> {
+    let mut msgnos: Vec<u32> = sizes.keys().copied().collect();
+    msgnos.sort_unstable();
+    let mut count: HashMap<String, u32> = HashMap::new();
+    let mut out = Vec::with_capacity(msgnos.len());
+    for n in msgnos {
+        let mut head = c.top(n, 0).await?;
+        head.extend_from_slice(&sizes[&n].to_be_bytes());
+        let d = crate::net::sha256(&head);
+        let mut id = String::from("mf-hdr-");
+        for b in &d[..16] {
+            let _ = write!(id, "{b:02x}");
+        }
+        let k = count.entry(id.clone()).or_insert(0);
+        *k += 1;
+        if *k > 1 {
+            let _ = write!(id, "-{k}");
+        }
+        out.push((n, Uidl(id)));
+    }
+    Ok(out)
+}
+
+fn known_of(uidl: &Uidl, k: &KnownMsg) -> Known {
+    Known {
+        id: k.id,
+        key: MsgKey::Uidl(uidl.clone()),
+        flags: None,
+        stored_at: k.first_stored_at,
+        location: String::new(),
+        size: k.size.unwrap_or(0),
+        date: 0,
+        message_id: None,
+        deleted: k.deleted_at.is_some(),
+    }
+}
+
+fn load_known(sh: &Shared<'_>, folder_id: Option<i64>) -> Result<HashMap<MsgKey, Known>> {
+    let Some(id) = folder_id else {
+        return Ok(HashMap::new());
+    };
+    Ok(sh
+        .state
+        .lock()
+        .unwrap()
+        .known_uidls(id, &sh.target)?
+        .iter()
+        .map(|(u, k)| (MsgKey::Uidl(u.clone()), known_of(u, k)))
+        .collect())
+}
+
+/// Message-ID and date of recorded messages, for `delete` events.
+fn details(
+    sh: &Shared<'_>,
+    folder_id: Option<i64>,
+) -> Result<HashMap<Uidl, (Option<String>, i64)>> {
+    let Some(id) = folder_id else {
+        return Ok(HashMap::new());
+    };
+    Ok(sh
+        .state
+        .lock()
+        .unwrap()
+        .messages(id)?
+        .into_iter()
+        .filter(|m| m.target == sh.target)
+        .filter_map(|m| Some((m.uidl?, (m.message_id, m.internal_date.unwrap_or(0)))))
+        .collect())
+}
+
+fn delete_event(
+    folder: &str,
+    d: &plan::Deletion,
+    details: &HashMap<Uidl, (Option<String>, i64)>,
+    dry_run: bool,
+) -> Event {
+    let uidl = match &d.key {
+        MsgKey::Uidl(u) => Some(u),
+        MsgKey::Uid(_) => None,
+    };
+    let (message_id, date) = uidl
+        .and_then(|u| details.get(u).cloned())
+        .unwrap_or((d.message_id.clone(), d.date));
+    Event::Delete {
+        folder: folder.into(),
+        uid: None,
+        uidl: uidl.map(|u| u.0.clone()),
+        message_id,
+        date: rfc3339(date),
+        size: d.size,
+        reason: d.reason.clone(),
+        dry_run,
+    }
+}
+
+/// Files in INBOX that carry this account's tag and the identity of a
+/// message about to be downloaded: written by a run that died before
+/// recording them.
+fn orphans(
+    md: &Maildir,
+    folder: &FolderName,
+    account: &str,
+    wanted: &[SourceMsg],
+) -> Result<HashMap<MsgKey, LocalFile>> {
+    if !md.folder_dir(folder)?.join("cur").is_dir() {
+        return Ok(HashMap::new());
+    }
+    let tag = account_tag(account);
+    let on_disk: HashMap<SourceKey, crate::maildir::LocalMessage> = md
+        .scan(folder)?
+        .into_iter()
+        .filter(|l| l.account.as_deref() == Some(tag.as_str()))
+        .filter_map(|l| Some((l.source.clone()?.normalized(), l)))
+        .collect();
+    let mut out = HashMap::new();
+    if on_disk.is_empty() {
+        return Ok(out);
+    }
+    for m in wanted {
+        let MsgKey::Uidl(uidl) = &m.key else { continue };
+        let sk = SourceKey::Pop3 { uidl: uidl.clone() }.normalized();
+        if let Some(l) = on_disk.get(&sk) {
+            out.insert(
+                m.key.clone(),
+                LocalFile {
+                    key: m.key.clone(),
+                    location: l.path.display().to_string(),
+                    size: l.vsize.unwrap_or(l.size),
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Records files a killed run wrote but never recorded, reading their
+/// header and digest from disk instead of downloading again.
+fn adopt(items: &[(SourceMsg, LocalFile)], folder_id: i64, sh: &Shared<'_>) -> Result<()> {
+    let mut recs = Vec::new();
+    for (m, lf) in items {
+        let MsgKey::Uidl(uidl) = &m.key else { continue };
+        let path = PathBuf::from(&lf.location);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let wire = wire_bytes(&bytes);
+        let h = MessageHeaders::parse(&wire);
+        recs.push(NewRecord {
+            key: StateKey::Pop3 { uidl: uidl.clone() },
+            message_id: h.message_id,
+            size: Some(m.size),
+            digest: Some(crate::net::sha256(&wire).to_vec()),
+            internal_date: h.date,
+            flags: Flags::default(),
+            target: sh.target.clone(),
+            location: path.file_name().map(|n| unique_of(&n.to_string_lossy())),
+        });
+    }
+    sh.state
+        .lock()
+        .unwrap()
+        .record_batch(folder_id, &recs, sh.ctx.now)
+}
+
+fn unique_of(file_name: &str) -> String {
+    file_name.split(':').next().unwrap_or(file_name).to_string()
+}
+
+/// What a download stored, what failed per message, and how it ended.
+struct Copied {
+    copied: u64,
+    bytes: u64,
+    failed: Vec<(String, String)>,
+    interrupted: bool,
+    /// The session's or the writer's failure (the writer's first: disk
+    /// full closes the channel, which is then only a symptom).
+    result: Result<()>,
+}
+
+async fn copy(
+    c: &mut Pop3Client,
+    md: &Maildir,
+    folder_id: i64,
+    todo: &[Listed],
+    progress: &Arc<FolderProgress>,
+    sh: &Shared<'_>,
+) -> Copied {
+    let (tx, rx) = mpsc::channel::<Incoming>(32);
+    let writer = writer::spawn(
+        WriterSetup {
+            maildir: md.clone(),
+            folder: sh.inbox.clone(),
+            folder_id,
+            account: sh.account.clone(),
+            target: sh.target.clone(),
+            into_new: true,
+            state: sh.state.clone(),
+            now: sh.ctx.now,
+            progress: progress.clone(),
+        },
+        rx,
+    );
+    let by_no: HashMap<u32, (Uidl, u64)> = todo
+        .iter()
+        .map(|m| (m.msgno, (m.uidl.clone(), m.size)))
+        .collect();
+    let (ftx, mut frx) = mpsc::channel::<Fetched>(8);
+    let interrupt = sh.ctx.interrupt.clone();
+    // Fetched → Incoming, and the place a signal stops the stream: what is
+    // already queued is still written and recorded.
+    let conv = tokio::spawn(async move {
+        let mut interrupted = false;
+        let mut failed = Vec::new();
+        while let Some(f) = frx.recv().await {
+            if interrupt.is_set() {
+                interrupted = true;
+                break;
+            }
+            let Some((uidl, size)) = by_no.get(&f.msgno).cloned() else {
+                continue;
+            };
+            match f.result {
+                Ok(body) => {
+                    let inc = Incoming {
+                        source: SourceKey::Pop3 { uidl: uidl.clone() },
+                        key: StateKey::Pop3 { uidl },
+                        body,
+                        flags: Flags::default(),
+                        date: None,
+                        size,
+                    };
+                    if tx.send(inc).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => failed.push((uidl.0, e.to_string())),
+            }
+        }
+        (interrupted, failed)
+    });
+    let msgnos: Vec<u32> = todo.iter().map(|m| m.msgno).collect();
+    let fetched = c.retr_many(&msgnos, ftx).await;
+    let (interrupted, failed) = conv.await.unwrap_or((false, Vec::new()));
+    let written = writer
+        .await
+        .map_err(|e| Error::State(format!("writer thread failed: {e}")))
+        .and_then(|r| r);
+    match written {
+        Ok(w) => Copied {
+            copied: w.copied,
+            bytes: w.bytes,
+            failed,
+            interrupted,
+            result: if interrupted { Ok(()) } else { fetched },
+        },
+        Err(e) => Copied {
+            copied: 0,
+            bytes: 0,
+            failed,
+            interrupted,
+            result: Err(e),
+        },
+    }
+}
+
+/// DELE what the retention rule selects among messages the state shows
+/// durably stored and this session lists, then QUIT; only a `+OK` to QUIT
+/// marks them deleted in the state and reports them.
+async fn retention(
+    mut c: Pop3Client,
+    listing: &[Listed],
+    folder_id: i64,
+    present: &HashSet<MsgKey>,
+    sh: &Shared<'_>,
+    sum: &mut Summary,
+) -> Result<()> {
+    let rep = sh.ctx.reporter;
+    let name = sh.inbox.as_str();
+    let known = load_known(sh, Some(folder_id))?;
+    let dels = plan::source_deletions(known.values(), sh.job.retention, sh.ctx.now, Some(present));
+    if dels.is_empty() {
+        let _ = c.quit().await;
+        return Ok(());
+    }
+    sh.ctx.interrupt.check()?;
+    let msgno_of: HashMap<&Uidl, u32> = listing.iter().map(|m| (&m.uidl, m.msgno)).collect();
+    let mut by_msgno: HashMap<u32, &plan::Deletion> = HashMap::new();
+    for d in &dels {
+        if let MsgKey::Uidl(u) = &d.key
+            && let Some(&n) = msgno_of.get(u)
+        {
+            by_msgno.insert(n, d);
+        }
+    }
+    let mut msgnos: Vec<u32> = by_msgno.keys().copied().collect();
+    msgnos.sort_unstable();
+    let answers = c.dele_many(&msgnos).await?;
+    let mut marked: Vec<&plan::Deletion> = Vec::new();
+    for (n, r) in answers {
+        let d = by_msgno[&n];
+        match r {
+            Ok(()) => marked.push(d),
+            Err(st) => {
+                let uidl = match &d.key {
+                    MsgKey::Uidl(u) => Some(u.0.as_str()),
+                    MsgKey::Uid(_) => None,
+                };
+                rep.message_error(name, None, uidl, &format!("DELE {n}: {st}"));
+                sum.failed += 1;
+            }
+        }
+    }
+    // The deletions exist only once the server confirmed QUIT.
+    if let Err(e) = c.quit().await {
+        rep.message_error(
+            name,
+            None,
+            None,
+            &format!("{e}; the state keeps these messages as not deleted"),
+        );
+        sum.failed += 1;
+        return Ok(());
+    }
+    let ids: Vec<i64> = marked
+        .iter()
+        .filter_map(|d| known.get(&d.key).map(|k| k.id))
+        .collect();
+    let details = details(sh, Some(folder_id))?;
+    sh.state
+        .lock()
+        .unwrap()
+        .mark_deleted(&ids, &dels[0].reason, sh.ctx.now)?;
+    for d in &marked {
+        rep.delete(delete_event(name, d, &details, false));
+    }
+    sum.deleted = marked.len() as u64;
+    Ok(())
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    })
+}
