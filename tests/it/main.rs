@@ -14,3 +14,4 @@ mod imap_client;
 mod pop3_client;
 mod pop3_fake;
 mod proxy;
+mod push;
