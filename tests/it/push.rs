@@ -322,3 +322,39 @@ fn killed_at_any_point_then_rerun_gives_the_exact_message_set() {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_exact_copy(&dst, &spread);
 }
+
+/// APPEND throughput with and without MULTIAPPEND on the target (same
+/// source, 1,000 small messages). Run by hand:
+/// `cargo test --test it push::append_throughput -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn append_throughput() {
+    const CAPS: &str = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=REFS THREAD=ORDEREDSUBJECT URL-PARTIAL CATENATE UNSELECT CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE SAVEDATE LITERAL+ NOTIFY SPECIAL-USE";
+    let src = Dovecot::start_with(DovecotOpts::default().separator('/'));
+    let msgs = common::corpus(61, 1000, &CorpusOpts::small());
+    let bytes: usize = msgs.iter().map(|m| m.rfc822_size()).sum();
+    src.deliver(src.user(), "INBOX", &msgs);
+    // Alternating, so a warm source cache favours neither.
+    for multi in [false, true, false, true] {
+        let (label, opts) = if multi {
+            ("MULTIAPPEND groups", DovecotOpts::default())
+        } else {
+            (
+                "single APPENDs (LITERAL+, 32 in flight)",
+                DovecotOpts::default().config(&format!("imap_capability = {CAPS}")),
+            )
+        };
+        let dst = Dovecot::start_with(opts);
+        let env = Env::new();
+        let t = std::time::Instant::now();
+        let r = push(&env, &src, &dst, &["--folder", "INBOX"]);
+        let secs = t.elapsed().as_secs_f64();
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        assert_eq!(summary(&r)["copied"], 1000);
+        eprintln!(
+            "{label}: 1000 messages, {:.1} MB in {secs:.2} s = {:.0} msg/s",
+            bytes as f64 / 1e6,
+            1000.0 / secs
+        );
+    }
+}
