@@ -358,3 +358,91 @@ fn append_throughput() {
         );
     }
 }
+
+#[test]
+fn verify_lists_missing_and_extra_against_imap_and_maildir() {
+    let (src, dst) = servers();
+    let spread = load(&src, 71, 40);
+    let env = Env::new();
+    assert_eq!(push(&env, &src, &dst, &[]).code, 0);
+    for deep in [&[][..], &["--deep"][..]] {
+        let r = run(&env, &["verify"], &src, &dst, deep);
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        assert_eq!(summary(&r)["failed"], 0);
+    }
+    // One message gone from the target, one foreign message added.
+    let victim = files(&dst, "Archive/2024").pop().unwrap();
+    let mid = common::corpus::header(&std::fs::read(&victim).unwrap(), "Message-ID");
+    std::fs::remove_file(&victim).unwrap();
+    dst.deliver(
+        dst.user(),
+        "Sent Items",
+        &common::corpus(72, 1, &CorpusOpts::small()),
+    );
+    let r = run(&env, &["verify"], &src, &dst, &["--deep"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let ev = r.json();
+    let errs: Vec<&serde_json::Value> = ev
+        .iter()
+        .filter(|e| e["event"] == "message_error")
+        .collect();
+    assert_eq!(errs.len(), 1, "{}", r.stdout);
+    assert_eq!(errs[0]["folder"], "Archive/2024");
+    assert!(errs[0]["uid"].is_u64());
+    if let Some(m) = mid {
+        assert_eq!(
+            errs[0]["message_id"].as_str(),
+            Some(m.trim_matches(|c| c == '<' || c == '>'))
+        );
+    }
+    let extra: Vec<&serde_json::Value> = ev
+        .iter()
+        .filter(|e| e["event"] == "warning" && e["folder"] == "Sent")
+        .collect();
+    assert_eq!(extra.len(), 1, "{}", r.stdout);
+    assert_eq!(summary(&r)["failed"], 1);
+
+    // Against a Maildir written by fetch.
+    let md = env.path("backup");
+    let ca = ca(&env, &src, &dst);
+    let from = src.url("imaps");
+    let f = env.run(
+        src.password(),
+        &[
+            "fetch",
+            "--from",
+            &from,
+            "--to",
+            md.to_str().unwrap(),
+            "--ca-file",
+            &ca,
+        ],
+    );
+    assert_eq!(f.code, 0, "{}{}", f.stdout, f.stderr);
+    let m = md.to_str().unwrap().to_string();
+    let v = |extra: &[&str]| {
+        let mut a = vec![
+            "verify",
+            "--from",
+            &from,
+            "--to",
+            &m,
+            "--ca-file",
+            &ca,
+            "--json",
+        ];
+        a.extend_from_slice(extra);
+        to_run(
+            env.cmd("unused")
+                .env("MAILFERRY_FROM_PASSWORD", src.password())
+                .args(&a)
+                .output()
+                .unwrap(),
+        )
+    };
+    for deep in [&[][..], &["--deep"][..]] {
+        let r = v(deep);
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    }
+    let _ = spread;
+}
