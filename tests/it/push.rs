@@ -299,7 +299,8 @@ fn killed_at_any_point_then_rerun_gives_the_exact_message_set() {
     let env = Env::new();
     let ca = ca(&env, &src, &dst);
     let (from, to) = (src.url("imaps"), dst.url("imaps"));
-    for delay_ms in [40u64, 90, 150, 220, 300, 420] {
+    let mut partial = Vec::new();
+    for delay_ms in [1200u64, 1350, 1500, 1650, 1800, 2000] {
         let mut child = env
             .cmd("unused")
             .env("MAILFERRY_FROM_PASSWORD", src.password())
@@ -312,9 +313,15 @@ fn killed_at_any_point_then_rerun_gives_the_exact_message_set() {
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         let _ = child.kill();
         let _ = child.wait();
+        partial.push(total(&dst, &spread));
     }
+    // The kills must have hit mid-copy for this test to mean anything.
+    assert!(
+        partial.iter().any(|&n| n > 0 && n < count(&spread)),
+        "no kill landed mid-copy: {partial:?}"
+    );
     eprintln!(
-        "after the kills: {} of {} on the target",
+        "after the kills ({partial:?}): {} of {} on the target",
         total(&dst, &spread),
         count(&spread)
     );
