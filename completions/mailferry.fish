@@ -79,7 +79,7 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand push" -l folder -d '
 complete -c mailferry -n "__fish_mailferry_using_subcommand push" -l exclude -d 'Skip folders matching this glob; repeatable, wins over --folder' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand push" -l max-size -d 'Skip messages larger than SIZE (e.g. 20M, 512k)' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand push" -l since -d 'Only messages that arrived on or after DATE (YYYY-MM-DD)' -r
-complete -c mailferry -n "__fish_mailferry_using_subcommand push" -l map -d 'Rename folders: OLD=NEW (glob, or /regex/=replacement); repeatable' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand push" -l map -d 'Rename folders: OLD=NEW globs (* one level, ** any; NEW takes the matched text in order); repeatable' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand push" -l max-rate -d 'Upload at most this many messages per second (provider limits)' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand push" -l from-password-command -d 'Source password: run CMD with sh -c' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand push" -l from-password-file -d 'Source password: first line of FILE' -r -F
@@ -209,7 +209,7 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_see
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from push" -l exclude -d 'Skip folders matching this glob; repeatable, wins over --folder' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from push" -l max-size -d 'Skip messages larger than SIZE (e.g. 20M, 512k)' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from push" -l since -d 'Only messages that arrived on or after DATE (YYYY-MM-DD)' -r
-complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from push" -l map -d 'Rename folders: OLD=NEW (glob, or /regex/=replacement); repeatable' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from push" -l map -d 'Rename folders: OLD=NEW globs (* one level, ** any; NEW takes the matched text in order); repeatable' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from push" -l max-rate -d 'Upload at most this many messages per second (provider limits)' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from push" -l from-password-command -d 'Source password: run CMD with sh -c' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from push" -l from-password-file -d 'Source password: first line of FILE' -r -F

@@ -227,7 +227,7 @@ pub struct PushArgs {
     pub to: String,
     #[command(flatten)]
     pub filter: FilterArgs,
-    /// Rename folders: OLD=NEW (glob, or /regex/=replacement); repeatable
+    /// Rename folders: OLD=NEW globs (* one level, ** any; NEW takes the matched text in order); repeatable
     #[arg(long = "map", value_name = "OLD=NEW")]
     pub maps: Vec<String>,
     /// Upload at most this many messages per second (provider limits)

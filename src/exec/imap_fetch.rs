@@ -106,22 +106,21 @@ pub async fn run(job: &FetchJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
     let n = (ctx.settings.connections as usize)
         .min(sh.queue.lock().unwrap().len())
         .max(1);
-    let mut sessions = vec![ctl];
-    let extra = futures_util::future::join_all((1..n).map(|_| imap::connect(&sh.cfg))).await;
-    for s in extra {
-        match s {
-            Ok((s, _)) => sessions.push(s),
-            // Fewer connections than asked (server limit): go on with what we have.
-            Err(e) => ctx.reporter.warning(
-                None,
-                &format!("extra connection refused ({e}); continuing with fewer"),
-            ),
-        }
-    }
-    let results =
-        futures_util::future::join_all(sessions.into_iter().map(|s| worker(s, &sh))).await;
+    let connect = async || Ok(imap::connect(&sh.cfg).await?.0);
+    let sessions = super::pool::open(ctl, n, ctx, connect).await;
+    let results = futures_util::future::join_all(sessions.into_iter().map(|s| {
+        super::pool::drain(
+            s,
+            &sh.queue,
+            ctx,
+            |f: &ListedFolder| f.name.to_string(),
+            connect,
+            async |s: &mut Session, f: &ListedFolder| sync_folder(s, f, &sh).await,
+        )
+    }))
+    .await;
     for r in results {
-        r?;
+        r?.logout(ctx.settings.timeouts.command).await;
     }
     Ok(())
 }
@@ -175,48 +174,6 @@ fn report_gone_folders(
             }
         }
     }
-    Ok(())
-}
-
-/// One connection: takes folders from the queue until it is empty. A
-/// dropped connection is reopened once per folder.
-async fn worker(mut s: Session, sh: &Shared<'_>) -> Result<()> {
-    loop {
-        sh.ctx.interrupt.check()?;
-        let Some(f) = sh.queue.lock().unwrap().pop_front() else {
-            break;
-        };
-        let mut attempt = 0;
-        loop {
-            let r = sync_folder(&mut s, &f, sh).await;
-            match r {
-                Ok(()) => break,
-                Err(Error::Interrupted) => return Err(Error::Interrupted),
-                Err(e) if e.is_transient() && attempt == 0 => {
-                    attempt += 1;
-                    sh.ctx.reporter.warning(
-                        Some(f.name.as_str()),
-                        &format!("{e}; reconnecting to retry the folder"),
-                    );
-                    s = imap::connect(&sh.cfg).await?.0;
-                }
-                Err(e) => {
-                    sh.ctx
-                        .reporter
-                        .message_error(f.name.as_str(), None, None, &e.to_string());
-                    sh.ctx.reporter.add(&Summary {
-                        failed: 1,
-                        ..Default::default()
-                    });
-                    if e.is_transient() {
-                        s = imap::connect(&sh.cfg).await?.0;
-                    }
-                    break;
-                }
-            }
-        }
-    }
-    s.logout(sh.ctx.settings.timeouts.command).await;
     Ok(())
 }
 

@@ -4,7 +4,10 @@
 
 mod imap_fetch;
 mod message;
+mod pool;
 mod pop3_fetch;
+mod push;
+mod verify;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -86,9 +89,14 @@ pub async fn run_job(job: &crate::config::Job, command: &str, ctx: &Ctx<'_>) -> 
                 unreachable!("config refuses a Maildir source for fetch")
             }
         },
-        JobKind::Push(_) => Err(Error::NotImplemented("push")),
+        JobKind::Push(p) => match &p.from.endpoint {
+            crate::endpoint::Endpoint::Maildir(_) => {
+                Err(Error::NotImplemented("push from a Maildir"))
+            }
+            crate::endpoint::Endpoint::Server(_) => push::run(p, ctx, &state.st).await,
+        },
         JobKind::Prune(_) => Err(Error::NotImplemented("prune")),
-        JobKind::Verify(_) => Err(Error::NotImplemented("verify")),
+        JobKind::Verify(v) => verify::run(v, ctx).await,
     };
     if let Some(id) = run_id {
         let after = ctx.reporter.summary();

@@ -14,6 +14,11 @@ use crate::types::{Flags, Uid, UidValidity};
 
 const MAX_IN_FLIGHT: usize = 32;
 const FLUSH_BYTES: usize = 256 * 1024;
+/// MULTIAPPEND group bounds: a refused group is resent one by one, so
+/// keep groups modest; a few groups in flight keep the link busy.
+const GROUP_MSGS: usize = 50;
+const GROUP_BYTES: usize = 4 * 1024 * 1024;
+const GROUPS_IN_FLIGHT: usize = 4;
 
 /// One message to upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +97,9 @@ impl Session {
         let mut inflight: VecDeque<(String, usize, usize)> = VecDeque::new();
         let mut nocb = |_: &Untagged<'_>| Ok(false);
 
+        // Prepare: refuse what cannot be sent, filter keywords, build the
+        // `(flags) date` part of each message.
+        let mut ready: Vec<(usize, String, Vec<u8>)> = Vec::new();
         for (idx, msg) in msgs.into_iter().enumerate() {
             results.push(None);
             dropped.push(Vec::new());
@@ -126,7 +134,7 @@ impl Session {
                 dropped[idx] = drop;
             }
             let flag_list = flags.to_imap();
-            let mut line = format!("APPEND {mbox}");
+            let mut line = String::new();
             if !flag_list.is_empty() {
                 line.push_str(&format!(" ({flag_list})"));
             }
@@ -134,11 +142,26 @@ impl Session {
                 line.push(' ');
                 line.push_str(&format_internal_date(t));
             }
+            ready.push((idx, line, msg.body));
+        }
+        // MULTIAPPEND (RFC 3502): many messages per command, one
+        // completion per group instead of per message. A group is
+        // all-or-nothing; a refused group is retried one by one below so
+        // the bad message gets its own error and the rest still go in.
+        if self.st.caps.multiappend && self.st.caps.literal_plus && ready.len() > 1 {
+            let retry = self
+                .multiappend(&what, &mbox, &ready, &mut results, &mut dropped)
+                .await?;
+            ready.retain(|(idx, _, _)| retry.contains(idx));
+        }
+        for (idx, opts, body) in ready {
+            let len = body.len();
+            let line = format!("APPEND {mbox}{opts}");
             let tag = self.io.tag();
             if self.nonsync_ok(len) {
                 self.io
                     .queue(format!("{tag} {line} {{{len}+}}\r\n").as_bytes());
-                self.io.queue(&msg.body);
+                self.io.queue(&body);
                 self.io.queue(b"\r\n");
                 inflight.push_back((tag, idx, len));
                 if self.io.queued() >= FLUSH_BYTES {
@@ -185,7 +208,7 @@ impl Session {
                 if refused {
                     continue;
                 }
-                self.io.queue(&msg.body);
+                self.io.queue(&body);
                 self.io.queue(b"\r\n");
                 inflight.push_back((tag, idx, len));
             }
@@ -204,6 +227,87 @@ impl Session {
             .into_iter()
             .map(|r| r.expect("every message has a result"))
             .collect())
+    }
+
+    /// Sends `ready` as MULTIAPPEND groups (LITERAL+, a few groups in
+    /// flight). Fills `results` for every message of an accepted group;
+    /// returns the indices of refused groups, to be retried singly.
+    async fn multiappend(
+        &mut self,
+        what: &str,
+        mbox: &str,
+        ready: &[(usize, String, Vec<u8>)],
+        results: &mut [Option<Result<Appended>>],
+        dropped: &mut [Vec<String>],
+    ) -> Result<std::collections::HashSet<usize>> {
+        let mut retry = std::collections::HashSet::new();
+        let mut groups: Vec<&[(usize, String, Vec<u8>)]> = Vec::new();
+        let mut start = 0;
+        let mut bytes = 0;
+        for (i, (_, _, body)) in ready.iter().enumerate() {
+            if i > start && (i - start >= GROUP_MSGS || bytes + body.len() > GROUP_BYTES) {
+                groups.push(&ready[start..i]);
+                start = i;
+                bytes = 0;
+            }
+            bytes += body.len();
+        }
+        groups.push(&ready[start..]);
+        let mut inflight: VecDeque<(String, usize)> = VecDeque::new();
+        let mut nocb = |_: &Untagged<'_>| Ok(false);
+        let mut next = 0;
+        while next < groups.len() || !inflight.is_empty() {
+            while next < groups.len() && inflight.len() < GROUPS_IN_FLIGHT {
+                let tag = self.io.tag();
+                self.io.queue(format!("{tag} APPEND {mbox}").as_bytes());
+                for (_, opts, body) in groups[next] {
+                    self.io
+                        .queue(format!("{opts} {{{}+}}\r\n", body.len()).as_bytes());
+                    self.io.queue(body);
+                }
+                self.io.queue(b"\r\n");
+                inflight.push_back((tag, next));
+                next += 1;
+                if self.io.queued() >= FLUSH_BYTES {
+                    self.io.flush().await?;
+                }
+            }
+            self.io.flush().await?;
+            match self.read_step(&mut nocb).await? {
+                Step::Untagged(_) => {}
+                Step::Continue(_) => {
+                    self.io.broken = true;
+                    return Err(Error::protocol(
+                        &self.io.server,
+                        format!("{what}: unexpected continuation request"),
+                    ));
+                }
+                Step::Tagged { tag, status, text } => {
+                    let Some(pos) = inflight.iter().position(|(t, _)| *t == tag) else {
+                        return Err(self.stray_tag(&tag));
+                    };
+                    let (_, g) = inflight.remove(pos).expect("valid position");
+                    let group = groups[g];
+                    if status != Status::Ok {
+                        retry.extend(group.iter().map(|(i, _, _)| *i));
+                        continue;
+                    }
+                    let uids = if text.code_name().as_deref() == Some("APPENDUID") {
+                        appenduid_set(text.code_args())
+                    } else {
+                        None
+                    };
+                    let uids = uids.filter(|(_, u)| u.len() == group.len());
+                    for (k, (idx, _, _)) in group.iter().enumerate() {
+                        results[*idx] = Some(Ok(Appended {
+                            uid: uids.as_ref().map(|(uv, u)| (*uv, u[k])),
+                            dropped_keywords: std::mem::take(&mut dropped[*idx]),
+                        }));
+                    }
+                }
+            }
+        }
+        Ok(retry)
     }
 
     async fn append_step(
@@ -284,5 +388,42 @@ impl Session {
             uid,
             dropped_keywords,
         })
+    }
+}
+
+/// `APPENDUID uidvalidity uid-set` of a MULTIAPPEND: the UIDs in message
+/// order (RFC 4315 §3: ranges ascend in the order the messages were given).
+fn appenduid_set(args: &str) -> Option<(UidValidity, Vec<Uid>)> {
+    let mut it = args.split_ascii_whitespace();
+    let uv = UidValidity(it.next()?.parse().ok()?);
+    let mut uids = Vec::new();
+    for part in it.next()?.split(',') {
+        let (a, b) = match part.split_once(':') {
+            Some((a, b)) => (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?),
+            None => {
+                let a = part.parse::<u32>().ok()?;
+                (a, a)
+            }
+        };
+        let (lo, hi) = (a.min(b), a.max(b));
+        if hi - lo > 1_000_000 {
+            return None;
+        }
+        uids.extend((lo..=hi).map(Uid));
+    }
+    Some((uv, uids))
+}
+
+#[cfg(test)]
+mod multi_tests {
+    use super::*;
+
+    #[test]
+    fn appenduid_sets_in_order() {
+        let (uv, u) = appenduid_set("38505 3955:3957,4000").unwrap();
+        assert_eq!(uv, UidValidity(38505));
+        assert_eq!(u, vec![Uid(3955), Uid(3956), Uid(3957), Uid(4000)]);
+        assert!(appenduid_set("1").is_none());
+        assert!(appenduid_set("x 1").is_none());
     }
 }

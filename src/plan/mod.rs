@@ -9,11 +9,13 @@
 //! says what to copy, adopt, re-flag and delete.
 
 mod copy;
+mod folders;
 mod prune;
 mod rekey;
 mod retention;
 
 pub use copy::{FolderPlan, LocalFile, plan_copy};
+pub use folders::{FolderInfo, FolderMap, MapReason, MapRule, map_folders};
 pub use prune::{PruneCandidate, PruneDecision, plan_prune};
 pub use rekey::{RekeyOutcome, RekeyRecord, RekeySource, rekey};
 pub use retention::{Deletion, source_deletions};

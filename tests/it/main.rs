@@ -15,4 +15,5 @@ mod imap_client;
 mod pop3_client;
 mod pop3_fake;
 mod proxy;
+mod push;
 mod status;

@@ -1,0 +1,745 @@
+//! `push` from IMAP to IMAP (SPEC §2, §3): every selected folder to its
+//! mapped target folder (created and subscribed as needed), with flags,
+//! keywords the target keeps, INTERNALDATE and the exact bytes.
+//!
+//! Per folder: list the source, plan against the state (what was appended
+//! before, under this source UIDVALIDITY and target UIDVALIDITY), and
+//! before appending into a target folder that already holds mail, match
+//! the planned messages against it by Message-ID + size (content digest
+//! where the Message-ID is missing or shared): what is there is recorded
+//! as stored, never appended twice. So a kill between APPEND and the
+//! state commit, a lost state file, or a UIDVALIDITY change on either side
+//! costs a header listing, not a duplicate. Bodies stream from the source
+//! into MULTIAPPEND groups on the target over a bounded channel.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::message::{MessageHeaders, normalize_message_id};
+use super::{Ctx, pool};
+use crate::config::PushJob;
+use crate::endpoint::{Protocol, ServerConfig};
+use crate::error::{Error, Result};
+use crate::imap::{self, AppendMsg, FetchedMessage, ListedFolder, Session, StoreMode};
+use crate::plan::{self, FolderInfo, FolderMap, Known, MapRule, MsgKey, RekeyRecord, SourceMsg};
+use crate::report::Summary;
+use crate::state::{MsgKey as StateKey, NewRecord, State};
+use crate::types::{Flags, FolderName, Uid, UidValidity};
+
+/// Messages per APPEND round (the append layer groups them further).
+const BATCH_MSGS: usize = 200;
+const BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// One folder to push.
+#[derive(Debug, Clone)]
+pub(super) struct Work {
+    pub src: ListedFolder,
+    pub target: FolderName,
+    /// The target folder's wire name; `None` in a dry run when it does not
+    /// exist yet.
+    pub target_wire: Option<String>,
+}
+
+struct Shared<'a> {
+    job: &'a PushJob,
+    ctx: &'a Ctx<'a>,
+    scfg: ServerConfig,
+    tcfg: ServerConfig,
+    state: Arc<Mutex<State>>,
+    /// Source folder rows: per (source account, target account).
+    sync_key: String,
+    /// Target account key; a record's target is `<key>/<folder>`.
+    target_account: String,
+    queue: Mutex<VecDeque<Work>>,
+    started: Instant,
+    sent: AtomicU64,
+}
+
+pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Result<()> {
+    let surl = job.from.server_url("--from")?.clone();
+    if surl.protocol != Protocol::Imap {
+        return Err(Error::NotImplemented("push from POP3"));
+    }
+    let turl = job.to.server_url("--to")?.clone();
+    if turl.protocol != Protocol::Imap {
+        return Err(Error::Usage("--to of push must be an IMAP URL".into()));
+    }
+    let rules: Vec<MapRule> = job
+        .maps
+        .iter()
+        .map(|m| MapRule::parse(m))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(Error::Usage)?;
+    let scfg = job.from.server_config("--from", ctx.settings.timeouts)?;
+    let tcfg = job.to.server_config("--to", ctx.settings.timeouts)?;
+    let (mut sctl, _) = imap::connect(&scfg).await?;
+    let (mut tctl, _) = imap::connect(&tcfg).await?;
+    let (folders, maps, twires) =
+        folder_map(&mut sctl, &mut tctl, job, surl.folder.as_ref(), &rules).await?;
+    let dry = ctx.settings.dry_run;
+    for f in &folders {
+        if let Some(w) = &f.warning {
+            ctx.reporter.warning(Some(f.name.as_str()), w);
+        }
+    }
+    report_map(ctx, &maps);
+
+    // Create (and subscribe) missing target folders, each once.
+    let mut wires: HashMap<FolderName, String> = twires;
+    if !dry {
+        for m in &maps {
+            if wires.contains_key(&m.target) {
+                continue;
+            }
+            let w = tctl.create(&m.target).await?;
+            if let Err(e) = tctl.subscribe(&m.target).await {
+                ctx.reporter.warning(
+                    Some(m.target.as_str()),
+                    &format!("created, but SUBSCRIBE failed: {e}"),
+                );
+            }
+            wires.insert(m.target.clone(), w);
+        }
+    }
+    let work: VecDeque<Work> = folders
+        .into_iter()
+        .zip(&maps)
+        .map(|(src, m)| Work {
+            src,
+            target_wire: wires.get(&m.target).cloned(),
+            target: m.target.clone(),
+        })
+        .collect();
+    let sh = Shared {
+        job,
+        ctx,
+        sync_key: format!("{} {}", surl.account_key(), turl.account_key()),
+        target_account: turl.account_key(),
+        scfg,
+        tcfg,
+        state: state.clone(),
+        queue: Mutex::new(work),
+        started: Instant::now(),
+        sent: AtomicU64::new(0),
+    };
+    let n = (ctx.settings.connections as usize)
+        .min(sh.queue.lock().unwrap().len())
+        .max(1);
+    let connect = async || -> Result<(Session, Session)> {
+        let s = imap::connect(&sh.scfg).await?.0;
+        let t = imap::connect(&sh.tcfg).await?.0;
+        Ok((s, t))
+    };
+    let conns = pool::open((sctl, tctl), n, ctx, connect).await;
+    let results = futures_util::future::join_all(conns.into_iter().map(|c| {
+        pool::drain(
+            c,
+            &sh.queue,
+            ctx,
+            |w: &Work| w.src.name.to_string(),
+            connect,
+            async |c: &mut (Session, Session), w: &Work| {
+                push_folder(&mut c.0, &mut c.1, w, &sh).await
+            },
+        )
+    }))
+    .await;
+    let limit = ctx.settings.timeouts.command;
+    let mut first_err = None;
+    for r in results {
+        match r {
+            Ok((s, t)) => {
+                s.logout(limit).await;
+                t.logout(limit).await;
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// Lists both sides and maps the selected source folders. Returns the
+/// source folders, their mappings (same order) and the target's wire
+/// names of existing folders.
+pub(super) async fn folder_map(
+    s: &mut Session,
+    t: &mut Session,
+    job: &PushJob,
+    url_folder: Option<&FolderName>,
+    rules: &[MapRule],
+) -> Result<(
+    Vec<ListedFolder>,
+    Vec<FolderMap>,
+    HashMap<FolderName, String>,
+)> {
+    let (sl, tl) = (s.list_folders().await?, t.list_folders().await?);
+    let (sns, tns) = (s.namespace().await?, t.namespace().await?);
+    let folders: Vec<ListedFolder> = sl
+        .into_iter()
+        .filter(|f| {
+            f.selectable && job.filter.wants_folder(&f.name) && url_allows(url_folder, &f.name)
+        })
+        .collect();
+    let info = |v: &[ListedFolder]| -> Vec<FolderInfo> {
+        v.iter()
+            .filter(|f| f.selectable)
+            .map(|f| FolderInfo {
+                name: f.name.clone(),
+                special_use: f.special_use,
+            })
+            .collect()
+    };
+    let prefix = |ns: &imap::Namespace| imap::decode_folder(&ns.prefix, ns.delimiter).0.to_string();
+    let maps = plan::map_folders(
+        &info(&folders),
+        &prefix(&sns),
+        &info(&tl),
+        &prefix(&tns),
+        rules,
+    );
+    let wires = tl
+        .into_iter()
+        .filter(|f| f.selectable)
+        .map(|f| (f.name, f.wire))
+        .collect();
+    Ok((folders, maps, wires))
+}
+
+/// The folder map, before anything is copied: `folder_map` JSON events, or
+/// a line per folder in a dry run / with `-v`.
+fn report_map(ctx: &Ctx<'_>, maps: &[FolderMap]) {
+    let rep = ctx.reporter;
+    for m in maps {
+        if rep.json() {
+            rep.emit_value(&serde_json::json!({
+                "event": "folder_map",
+                "folder": m.source.as_str(),
+                "target": m.target.as_str(),
+                "reason": m.reason.to_string(),
+                "create": !m.exists,
+            }));
+        } else if ctx.settings.dry_run || ctx.settings.verbose > 0 {
+            rep.line(&format!(
+                "{} → {} ({}{})",
+                m.source,
+                m.target,
+                m.reason,
+                if m.exists { "" } else { ", created" }
+            ));
+        }
+    }
+}
+
+fn known_of(m: &crate::state::StoredMsg) -> Known {
+    Known {
+        id: m.id,
+        key: MsgKey::Uid(m.uid.expect("IMAP row")),
+        flags: Some(m.flags.clone()),
+        stored_at: m.first_stored_at,
+        location: m.location.clone().unwrap_or_default(),
+        size: m.size.unwrap_or(0),
+        date: m.internal_date.unwrap_or(0),
+        message_id: m.message_id.clone(),
+        deleted: m.deleted_at.is_some(),
+    }
+}
+
+/// `UIDVALIDITY:UID` of the target copy, as recorded in `location`.
+fn location(tuv: UidValidity, tuid: Uid) -> String {
+    format!("{}:{}", tuv.0, tuid.0)
+}
+
+fn parse_location(s: &str) -> Option<(UidValidity, Uid)> {
+    let (a, b) = s.split_once(':')?;
+    Some((UidValidity(a.parse().ok()?), Uid(b.parse().ok()?)))
+}
+
+async fn push_folder(s: &mut Session, t: &mut Session, w: &Work, sh: &Shared<'_>) -> Result<()> {
+    let rep = sh.ctx.reporter;
+    let dry = sh.ctx.settings.dry_run;
+    let name = w.src.name.as_str();
+    let sel = s.examine(&w.src.wire).await?;
+    let uv = sel.uidvalidity;
+    let tsel = match &w.target_wire {
+        Some(tw) if dry => Some(t.examine(tw).await?),
+        Some(tw) => Some(t.select(tw).await?),
+        None => None,
+    };
+    let tuv = tsel.as_ref().map(|x| x.uidvalidity);
+    let target = format!("{}/{}", sh.target_account, w.target);
+    let folder_id = {
+        let mut st = sh.state.lock().unwrap();
+        if dry {
+            st.find_folder(&sh.sync_key, &w.src.name)?.map(|f| f.id)
+        } else {
+            Some(st.folder(&sh.sync_key, &w.src.name)?.id)
+        }
+    };
+    // Trusted records: this source UIDVALIDITY, and a target copy under the
+    // target's current UIDVALIDITY. Anything else is planned again and
+    // settled by the target listing below.
+    let rows: Vec<crate::state::StoredMsg> = match folder_id {
+        Some(id) => sh
+            .state
+            .lock()
+            .unwrap()
+            .messages(id)?
+            .into_iter()
+            .filter(|m| m.target == target && m.uidvalidity == Some(uv) && m.uid.is_some())
+            .collect(),
+        None => Vec::new(),
+    };
+    let known: HashMap<MsgKey, Known> = rows
+        .iter()
+        .filter(|m| {
+            m.location
+                .as_deref()
+                .and_then(parse_location)
+                .is_some_and(|(v, _)| Some(v) == tuv)
+        })
+        .map(|m| (MsgKey::Uid(m.uid.unwrap()), known_of(m)))
+        .collect();
+    let listing = s.uid_fetch_meta(None, None).await?;
+    let source: Vec<SourceMsg> = listing
+        .messages
+        .iter()
+        .map(|m| SourceMsg {
+            key: MsgKey::Uid(m.uid),
+            size: m.size,
+            date: m.internal_date,
+            flags: Some(m.flags.clone()),
+        })
+        .collect();
+    let mut plan = plan::plan_copy(&source, true, &known, &HashMap::new(), &sh.job.filter);
+    let mut sum = Summary {
+        skipped: plan.skipped.len() as u64,
+        ..Default::default()
+    };
+    if rep.json() || sh.ctx.settings.verbose > 0 {
+        for (k, why) in &plan.skipped {
+            rep.warning(Some(name), &format!("{k} skipped: {why}"));
+        }
+    }
+
+    // Already on the target (a killed run, a lost state, a UIDVALIDITY
+    // change, or another tool): adopt instead of appending again.
+    let mut adopted: Vec<(Uid, Uid)> = Vec::new();
+    if !plan.copy.is_empty()
+        && let (Some(tsel), Some(tuv)) = (&tsel, tuv)
+        && tsel.exists > 0
+    {
+        let claimed: HashSet<Uid> = known
+            .values()
+            .filter_map(|k| parse_location(&k.location).map(|(_, u)| u))
+            .collect();
+        adopted = reconcile(s, t, &plan.copy, &claimed).await?;
+        if !adopted.is_empty() {
+            let by_uid: HashMap<Uid, &SourceMsg> = plan
+                .copy
+                .iter()
+                .map(|m| (m.key.uid().unwrap(), m))
+                .collect();
+            if !dry {
+                adopt(
+                    t,
+                    &adopted,
+                    &by_uid,
+                    uv,
+                    tuv,
+                    &target,
+                    folder_id.unwrap(),
+                    sh,
+                )
+                .await?;
+            }
+            let done: HashSet<Uid> = adopted.iter().map(|(s, _)| *s).collect();
+            plan.copy.retain(|m| !done.contains(&m.key.uid().unwrap()));
+            rep.warning(
+                Some(name),
+                &format!(
+                    "{} message(s) already in {} (same Message-ID and size, or content): recorded, not appended again",
+                    adopted.len(),
+                    w.target
+                ),
+            );
+        }
+    }
+    sum.copied += adopted.len() as u64;
+    let progress = Arc::new(rep.folder_start(name, plan.copy.len() as u64, plan.copy_bytes()));
+    if dry {
+        sum.copied += plan.copy.len() as u64;
+        sum.bytes = plan.copy_bytes();
+        sum.flags_updated = plan.set_flags.len() as u64;
+        progress.finish();
+        rep.folder_done(name, &sum);
+        return Ok(());
+    }
+    let folder_id = folder_id.expect("a real run has a folder row");
+    let tuv = tuv.expect("a real run has the target selected");
+    let permanent = tsel.map(|x| x.permanent_flags).unwrap_or_default();
+    let mut interrupted = false;
+    if !plan.copy.is_empty() {
+        let c = copy(
+            s, t, w, uv, folder_id, &target, &plan.copy, &permanent, &progress, sh,
+        )
+        .await?;
+        sum.copied += c.copied;
+        sum.bytes += c.bytes;
+        sum.failed += c.failed;
+        interrupted = c.interrupted;
+    }
+    if !interrupted && !plan.set_flags.is_empty() {
+        sum.flags_updated = carry_flags(t, &plan.set_flags, tuv, &permanent, sh).await?;
+    }
+    if !interrupted && sum.failed == 0 {
+        sh.state.lock().unwrap().set_folder_sync(
+            folder_id,
+            Some(uv),
+            sel.uidnext,
+            sel.highestmodseq,
+            sh.ctx.now,
+        )?;
+    }
+    progress.finish();
+    rep.folder_done(name, &sum);
+    if interrupted {
+        return Err(Error::Interrupted);
+    }
+    Ok(())
+}
+
+/// Pairs planned source messages with unclaimed target messages: unique
+/// Message-ID + size, else equal content digest (both sides downloaded to
+/// hash, only for the candidates). Returns (source UID, target UID).
+async fn reconcile(
+    s: &mut Session,
+    t: &mut Session,
+    copy: &[SourceMsg],
+    claimed: &HashSet<Uid>,
+) -> Result<Vec<(Uid, Uid)>> {
+    let tall = t.uid_search_all().await?;
+    let tall: Vec<Uid> = tall.into_iter().filter(|u| !claimed.contains(u)).collect();
+    if tall.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rec = |h: &imap::HeaderInfo| RekeyRecord {
+        uid: h.uid,
+        message_id: h.message_id.as_deref().and_then(normalize_message_id),
+        size: h.size,
+        digest: None,
+    };
+    let mut olds: Vec<RekeyRecord> = t
+        .fetch_headers(&tall, &["MESSAGE-ID"])
+        .await?
+        .iter()
+        .map(rec)
+        .collect();
+    let suids: Vec<Uid> = copy.iter().filter_map(|m| m.key.uid()).collect();
+    let mut news: Vec<RekeyRecord> = s
+        .fetch_headers(&suids, &["MESSAGE-ID"])
+        .await?
+        .iter()
+        .map(rec)
+        .collect();
+    let mut out = plan::rekey(&olds, &news);
+    if !out.need_digest.is_empty() {
+        let sizes: HashSet<u64> = news
+            .iter()
+            .filter(|n| out.need_digest.contains(&n.uid))
+            .map(|n| n.size)
+            .collect();
+        let paired: HashSet<Uid> = out.pairs.iter().map(|p| p.0).collect();
+        let tcand: Vec<Uid> = olds
+            .iter()
+            .filter(|o| sizes.contains(&o.size) && !paired.contains(&o.uid))
+            .map(|o| o.uid)
+            .collect();
+        let td = digests(t, &tcand).await?;
+        let sd = digests(s, &out.need_digest).await?;
+        for o in &mut olds {
+            o.digest = td.get(&o.uid).copied();
+        }
+        for n in &mut news {
+            n.digest = sd.get(&n.uid).copied();
+        }
+        out = plan::rekey(&olds, &news);
+    }
+    Ok(out.pairs.into_iter().map(|(tu, su)| (su, tu)).collect())
+}
+
+async fn digests(s: &mut Session, uids: &[Uid]) -> Result<HashMap<Uid, [u8; 32]>> {
+    if uids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (tx, mut rx) = mpsc::channel::<FetchedMessage>(8);
+    let collect = async move {
+        let mut d = HashMap::new();
+        while let Some(m) = rx.recv().await {
+            d.insert(m.uid, crate::net::sha256(&m.body));
+        }
+        d
+    };
+    let fetch = async {
+        let r = s.fetch_bodies(uids, &tx).await;
+        drop(tx);
+        r
+    };
+    let (r, d) = tokio::join!(fetch, collect);
+    r?;
+    Ok(d)
+}
+
+/// Records adopted pairs and gives the target copies the source's flags.
+#[allow(clippy::too_many_arguments)]
+async fn adopt(
+    t: &mut Session,
+    pairs: &[(Uid, Uid)],
+    by_uid: &HashMap<Uid, &SourceMsg>,
+    uv: UidValidity,
+    tuv: UidValidity,
+    target: &str,
+    folder_id: i64,
+    sh: &Shared<'_>,
+) -> Result<()> {
+    let mut by_flags: HashMap<Flags, Vec<Uid>> = HashMap::new();
+    let recs: Vec<NewRecord> = pairs
+        .iter()
+        .map(|(su, tu)| {
+            let m = by_uid[su];
+            let flags = m.flags.clone().unwrap_or_default();
+            by_flags.entry(flags.clone()).or_default().push(*tu);
+            NewRecord {
+                key: StateKey::Imap {
+                    uidvalidity: uv,
+                    uid: *su,
+                },
+                message_id: None,
+                size: Some(m.size),
+                digest: None,
+                internal_date: Some(m.date),
+                flags,
+                target: target.to_string(),
+                location: Some(location(tuv, *tu)),
+            }
+        })
+        .collect();
+    for (flags, uids) in by_flags {
+        t.uid_store_flags(&uids, StoreMode::Replace, &flags).await?;
+    }
+    sh.state
+        .lock()
+        .unwrap()
+        .record_batch(folder_id, &recs, sh.ctx.now)
+}
+
+/// What the state records of an uploaded message, taken before its body
+/// moves into the APPEND.
+type Head = (Uid, u64, i64, Flags, Option<String>, [u8; 32]);
+
+struct Copied {
+    copied: u64,
+    bytes: u64,
+    failed: u64,
+    interrupted: bool,
+}
+
+/// Streams the bodies from the source into APPEND batches on the target
+/// (bounded channel: fetch and append overlap, memory stays bounded) and
+/// records each batch's APPENDUIDs in one transaction.
+#[allow(clippy::too_many_arguments)]
+async fn copy(
+    s: &mut Session,
+    t: &mut Session,
+    w: &Work,
+    uv: UidValidity,
+    folder_id: i64,
+    target: &str,
+    msgs: &[SourceMsg],
+    permanent: &[String],
+    progress: &Arc<crate::report::FolderProgress>,
+    sh: &Shared<'_>,
+) -> Result<Copied> {
+    let name = w.src.name.as_str();
+    let rep = sh.ctx.reporter;
+    let wire = w
+        .target_wire
+        .as_deref()
+        .expect("target exists in a real run");
+    let (tx, mut rx) = mpsc::channel::<FetchedMessage>(64);
+    let uids: Vec<Uid> = msgs.iter().filter_map(|m| m.key.uid()).collect();
+    let fetch = async {
+        let r = s.fetch_bodies(&uids, &tx).await;
+        drop(tx);
+        r
+    };
+    let upload = async move {
+        let mut c = Copied {
+            copied: 0,
+            bytes: 0,
+            failed: 0,
+            interrupted: false,
+        };
+        let max_batch = match sh.job.max_rate {
+            Some(r) => (r.ceil() as usize).clamp(1, BATCH_MSGS),
+            None => BATCH_MSGS,
+        };
+        while let Some(first) = rx.recv().await {
+            if sh.ctx.interrupt.is_set() {
+                c.interrupted = true;
+                break;
+            }
+            let mut batch = vec![first];
+            let mut bytes = batch[0].body.len();
+            while batch.len() < max_batch && bytes < BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(m) => {
+                        bytes += m.body.len();
+                        batch.push(m);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if let Some(rate) = sh.job.max_rate.filter(|r| *r > 0.0) {
+                let n = sh.sent.load(Ordering::Relaxed);
+                let due = sh.started + Duration::from_secs_f64(n as f64 / rate);
+                tokio::time::sleep_until(due.into()).await;
+            }
+            sh.sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            let heads: Vec<Head> = batch
+                .iter()
+                .map(|m| {
+                    (
+                        m.uid,
+                        m.size,
+                        m.internal_date,
+                        m.flags.clone(),
+                        MessageHeaders::parse(&m.body).message_id,
+                        crate::net::sha256(&m.body),
+                    )
+                })
+                .collect();
+            let results = t
+                .append_batch(
+                    wire,
+                    Some(permanent),
+                    batch.into_iter().map(|m| AppendMsg {
+                        body: m.body,
+                        flags: m.flags,
+                        internal_date: Some(m.internal_date),
+                    }),
+                )
+                .await?;
+            let mut recs = Vec::new();
+            for ((uid, size, date, flags, mid, digest), r) in heads.into_iter().zip(results) {
+                match r {
+                    Ok(a) => {
+                        if !a.dropped_keywords.is_empty() {
+                            rep.warning(
+                                Some(name),
+                                &format!(
+                                    "UID {uid}: keywords {} not kept: the target folder does not allow them (PERMANENTFLAGS)",
+                                    a.dropped_keywords.join(" ")
+                                ),
+                            );
+                        }
+                        if a.uid.is_none() {
+                            rep.warning(
+                                Some(name),
+                                &format!("UID {uid}: the target gave no APPENDUID (no UIDPLUS); later flag changes cannot be carried to this copy"),
+                            );
+                        }
+                        c.copied += 1;
+                        c.bytes += size;
+                        progress.inc(size);
+                        recs.push(NewRecord {
+                            key: StateKey::Imap {
+                                uidvalidity: uv,
+                                uid,
+                            },
+                            message_id: mid,
+                            size: Some(size),
+                            digest: Some(digest.to_vec()),
+                            internal_date: Some(date),
+                            flags,
+                            target: target.to_string(),
+                            location: a.uid.map(|(tv, tu)| location(tv, tu)),
+                        });
+                    }
+                    Err(e) => {
+                        rep.message_error(name, Some(uid.0), None, &e.to_string());
+                        c.failed += 1;
+                    }
+                }
+            }
+            sh.state
+                .lock()
+                .unwrap()
+                .record_batch(folder_id, &recs, sh.ctx.now)?;
+        }
+        Ok::<Copied, Error>(c)
+    };
+    let (fetched, uploaded) = tokio::join!(fetch, upload);
+    let c = uploaded?;
+    if c.interrupted {
+        return Ok(c);
+    }
+    let report = fetched?;
+    let mut c = c;
+    for (uid, why) in &report.failed {
+        rep.message_error(name, Some(uid.0), None, why);
+        c.failed += 1;
+    }
+    Ok(c)
+}
+
+/// Carries the source's new flags to the target copies (UID STORE, only
+/// keywords the target keeps); returns how many messages changed.
+async fn carry_flags(
+    t: &mut Session,
+    changes: &[(Known, Flags)],
+    tuv: UidValidity,
+    permanent: &[String],
+    sh: &Shared<'_>,
+) -> Result<u64> {
+    let any_kw = permanent.iter().any(|p| p == "\\*");
+    let mut by_flags: HashMap<Flags, Vec<Uid>> = HashMap::new();
+    let mut updates = Vec::new();
+    for (k, flags) in changes {
+        let Some((v, tu)) = parse_location(&k.location) else {
+            continue;
+        };
+        if v != tuv {
+            continue;
+        }
+        let mut f = flags.clone();
+        f.keywords
+            .retain(|kw| any_kw || permanent.iter().any(|p| p.eq_ignore_ascii_case(kw)));
+        by_flags.entry(f).or_default().push(tu);
+        updates.push((k.id, flags.clone()));
+    }
+    for (flags, uids) in &by_flags {
+        t.uid_store_flags(uids, StoreMode::Replace, flags).await?;
+    }
+    sh.state.lock().unwrap().update_flags_batch(&updates)?;
+    Ok(updates.len() as u64)
+}
+
+/// `imaps://host/Archive` pushes Archive and the folders below it.
+pub(super) fn url_allows(folder: Option<&FolderName>, name: &FolderName) -> bool {
+    match folder {
+        None => true,
+        Some(f) => {
+            name == f
+                || name
+                    .as_str()
+                    .strip_prefix(f.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+        }
+    }
+}

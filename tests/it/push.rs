@@ -1,0 +1,455 @@
+//! `mailferry push` IMAP → IMAP between two real Dovecots with different
+//! hierarchy separators ('/' source, '.' target): exact copy with flags,
+//! keywords and dates, folder and special-use mapping, incremental reruns
+//! with flag changes, and no duplicates after a kill, a lost state or a
+//! UIDVALIDITY change on either side. Also `verify`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::cli::{Env, Run, to_run};
+use crate::common::{self, CorpusOpts, Dovecot, DovecotOpts, Message};
+use crate::fetch_imap::wire;
+
+/// Source ('/') and target ('.'); the target's `\Sent` is "Sent Items".
+fn servers() -> (Dovecot, Dovecot) {
+    let src = Dovecot::start_with(DovecotOpts::default().separator('/'));
+    let dst = Dovecot::start_with(DovecotOpts::default().config(
+        "namespace inbox {\n  mailbox Sent {\n    special_use =\n  }\n  mailbox \"Sent Items\" {\n    special_use = \\Sent\n  }\n}",
+    ));
+    dst.create_folder(dst.user(), "Sent Items");
+    (src, dst)
+}
+
+/// Both CAs in one file for `--ca-file`.
+fn ca(env: &Env, a: &Dovecot, b: &Dovecot) -> String {
+    let p = env.path("ca.pem");
+    if !p.exists() {
+        let mut pem = std::fs::read(a.ca_file()).unwrap();
+        pem.extend(std::fs::read(b.ca_file()).unwrap());
+        std::fs::write(&p, pem).unwrap();
+    }
+    p.display().to_string()
+}
+
+fn run(env: &Env, cmd: &[&str], src: &Dovecot, dst: &Dovecot, extra: &[&str]) -> Run {
+    let ca = ca(env, src, dst);
+    let (from, to) = (src.url("imaps"), dst.url("imaps"));
+    let mut args: Vec<&str> = cmd.to_vec();
+    args.extend(["--from", &from, "--to", &to, "--ca-file", &ca, "--json"]);
+    args.extend_from_slice(extra);
+    to_run(
+        env.cmd("unused")
+            .env("MAILFERRY_FROM_PASSWORD", src.password())
+            .env("MAILFERRY_TO_PASSWORD", dst.password())
+            .args(&args)
+            .output()
+            .unwrap(),
+    )
+}
+
+fn push(env: &Env, src: &Dovecot, dst: &Dovecot, extra: &[&str]) -> Run {
+    run(env, &["push"], src, dst, extra)
+}
+
+fn summary(r: &Run) -> serde_json::Value {
+    let last = r
+        .json()
+        .pop()
+        .unwrap_or_else(|| panic!("no output: {}", r.stderr));
+    assert_eq!(last["event"], "summary", "{}", r.stdout);
+    last
+}
+
+fn load(dv: &Dovecot, seed: u64, n: usize) -> Vec<(String, Vec<Message>)> {
+    let spread = common::spread(
+        common::corpus(seed, n, &CorpusOpts::small()),
+        &common::folder_set(),
+    );
+    for (f, m) in &spread {
+        dv.deliver(dv.user(), f, m);
+    }
+    spread
+}
+
+/// Where a source folder lands on the target (the corpus folder set).
+fn target_of(folder: &str) -> &str {
+    if folder == "Sent" {
+        "Sent Items"
+    } else {
+        folder
+    }
+}
+
+fn files(dv: &Dovecot, folder: &str) -> Vec<PathBuf> {
+    let dir = dv.folder_path(dv.user(), folder);
+    let mut out = Vec::new();
+    for sub in ["cur", "new"] {
+        if let Ok(rd) = std::fs::read_dir(dir.join(sub)) {
+            out.extend(rd.flatten().map(|e| e.path()));
+        }
+    }
+    out
+}
+
+fn std_flags(p: &Path) -> String {
+    let n = p.file_name().unwrap().to_string_lossy().into_owned();
+    let mut v: Vec<char> = n
+        .split_once(":2,")
+        .map(|(_, f)| f.chars().filter(|c| c.is_ascii_uppercase()).collect())
+        .unwrap_or_default();
+    v.sort_unstable();
+    v.into_iter().collect()
+}
+
+/// The target holds exactly the delivered messages: same bytes, once each,
+/// same standard flags and arrival dates.
+fn assert_exact_copy(dst: &Dovecot, spread: &[(String, Vec<Message>)]) {
+    for (folder, msgs) in spread {
+        let tf = target_of(folder);
+        let got = files(dst, tf);
+        assert_eq!(got.len(), msgs.len(), "message count in {tf}");
+        let mut by_bytes: HashMap<Vec<u8>, Vec<&PathBuf>> = HashMap::new();
+        for p in &got {
+            by_bytes.entry(wire(p)).or_default().push(p);
+        }
+        for m in msgs {
+            let p = by_bytes
+                .get_mut(&m.raw_crlf())
+                .and_then(|v| v.pop())
+                .unwrap_or_else(|| {
+                    panic!("{tf}: a message is missing, altered or stored too few times")
+                });
+            let mut want: Vec<char> = m.flags.chars().collect();
+            want.sort_unstable();
+            assert_eq!(
+                std_flags(p),
+                want.into_iter().collect::<String>(),
+                "{tf}: flags"
+            );
+            let mtime = std::fs::metadata(p).unwrap().modified().unwrap();
+            assert_eq!(
+                mtime,
+                m.internal_date,
+                "{tf}: INTERNALDATE of {}",
+                p.display()
+            );
+        }
+    }
+}
+
+fn total(dv: &Dovecot, spread: &[(String, Vec<Message>)]) -> usize {
+    spread
+        .iter()
+        .map(|(f, _)| files(dv, target_of(f)).len())
+        .sum()
+}
+
+fn count(spread: &[(String, Vec<Message>)]) -> usize {
+    spread.iter().map(|(_, m)| m.len()).sum()
+}
+
+/// Keywords of the target message with this Message-ID (doveadm).
+fn keywords(dv: &Dovecot, folder: &str) -> String {
+    dv.doveadm(&[
+        "fetch",
+        "-u",
+        dv.user(),
+        "flags",
+        "mailbox",
+        &dv.server_name(folder),
+        "all",
+    ])
+}
+
+#[test]
+fn push_copies_everything_exactly_maps_folders_and_reruns_incrementally() {
+    let (src, dst) = servers();
+    let mut spread = load(&src, 31, 60);
+    src.doveadm(&[
+        "flags",
+        "add",
+        "-u",
+        src.user(),
+        "$Forwarded",
+        "mailbox",
+        "INBOX",
+        "uid",
+        "1",
+    ]);
+    let env = Env::new();
+
+    // plan: the folder map first, nothing changed on the target.
+    let r = run(&env, &["plan", "push"], &src, &dst, &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let maps: HashMap<String, serde_json::Value> = r
+        .json()
+        .into_iter()
+        .filter(|e| e["event"] == "folder_map")
+        .map(|e| (e["folder"].as_str().unwrap().to_string(), e))
+        .collect();
+    assert_eq!(maps.len(), spread.len(), "{}", r.stdout);
+    assert_eq!(maps["Sent"]["target"], "Sent Items");
+    assert!(
+        maps["Sent"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("special-use")
+    );
+    assert_eq!(maps["Archive/2024"]["target"], "Archive/2024");
+    assert_eq!(maps["Archive/2024"]["create"], true);
+    assert_eq!(summary(&r)["copied"], count(&spread) as u64);
+    assert_eq!(total(&dst, &spread), 0, "plan must not copy");
+
+    let r = push(&env, &src, &dst, &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(summary(&r)["copied"], count(&spread) as u64, "{}", r.stdout);
+    assert_exact_copy(&dst, &spread);
+    assert!(
+        keywords(&dst, "INBOX").contains("$Forwarded"),
+        "keyword carried"
+    );
+    // Created folders are subscribed.
+    let subs = dst.doveadm(&["mailbox", "list", "-u", dst.user(), "-s"]);
+    assert!(subs.contains("Archive.2024"), "{subs}");
+
+    // No-op rerun.
+    let r = push(&env, &src, &dst, &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(summary(&r)["copied"], 0, "{}", r.stdout);
+
+    // New mail and a flag change: only those travel.
+    let more = common::corpus(32, 5, &CorpusOpts::small());
+    src.deliver(src.user(), "Archive/2025", &more);
+    spread
+        .iter_mut()
+        .find(|(f, _)| f == "Archive/2025")
+        .unwrap()
+        .1
+        .extend(more);
+    src.doveadm(&[
+        "flags",
+        "add",
+        "-u",
+        src.user(),
+        "\\Flagged",
+        "mailbox",
+        "INBOX",
+        "uid",
+        "2",
+    ]);
+    let first = spread[0].1[1].clone();
+    spread[0].1[1].flags = format!("{}F", first.flags.replace('F', ""));
+    let r = push(&env, &src, &dst, &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let s = summary(&r);
+    assert_eq!(s["copied"], 5, "{}", r.stdout);
+    assert_eq!(s["flags_updated"], 1, "{}", r.stdout);
+    assert_exact_copy(&dst, &spread);
+}
+
+#[test]
+fn no_duplicates_after_lost_state_or_uidvalidity_change_on_either_side() {
+    let (src, dst) = servers();
+    // Includes messages without a Message-ID and shared Message-IDs.
+    let spread = load(&src, 41, 150);
+    let env = Env::new();
+    assert_eq!(push(&env, &src, &dst, &[]).code, 0);
+    assert_exact_copy(&dst, &spread);
+
+    // Lost state: everything is found on the target, nothing appended.
+    std::fs::remove_dir_all(env.state().parent().unwrap()).unwrap();
+    let r = push(&env, &src, &dst, &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_exact_copy(&dst, &spread);
+    // And the adopted records carry flags on: a flag change still travels.
+    src.doveadm(&[
+        "flags",
+        "add",
+        "-u",
+        src.user(),
+        "\\Answered",
+        "mailbox",
+        "INBOX",
+        "uid",
+        "3",
+    ]);
+    let r = push(&env, &src, &dst, &[]);
+    assert_eq!(summary(&r)["flags_updated"], 1, "{}", r.stdout);
+
+    // Source UIDVALIDITY change.
+    src.reset_uidvalidity(src.user(), "Archive/2024");
+    let r = push(&env, &src, &dst, &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(total(&dst, &spread), count(&spread));
+
+    // Target UIDVALIDITY change.
+    dst.reset_uidvalidity(dst.user(), "INBOX");
+    let r = push(&env, &src, &dst, &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(total(&dst, &spread), count(&spread));
+    let r = push(&env, &src, &dst, &[]);
+    assert_eq!(summary(&r)["copied"], 0, "{}", r.stdout);
+}
+
+#[test]
+fn killed_at_any_point_then_rerun_gives_the_exact_message_set() {
+    let (src, dst) = servers();
+    let spread = load(&src, 51, 400);
+    let env = Env::new();
+    let ca = ca(&env, &src, &dst);
+    let (from, to) = (src.url("imaps"), dst.url("imaps"));
+    let mut partial = Vec::new();
+    for delay_ms in [1200u64, 1350, 1500, 1650, 1800, 2000] {
+        let mut child = env
+            .cmd("unused")
+            .env("MAILFERRY_FROM_PASSWORD", src.password())
+            .env("MAILFERRY_TO_PASSWORD", dst.password())
+            .args(["push", "--from", &from, "--to", &to, "--ca-file", &ca])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        partial.push(total(&dst, &spread));
+    }
+    // The kills must have hit mid-copy for this test to mean anything.
+    assert!(
+        partial.iter().any(|&n| n > 0 && n < count(&spread)),
+        "no kill landed mid-copy: {partial:?}"
+    );
+    eprintln!(
+        "after the kills ({partial:?}): {} of {} on the target",
+        total(&dst, &spread),
+        count(&spread)
+    );
+    let r = push(&env, &src, &dst, &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_exact_copy(&dst, &spread);
+}
+
+/// APPEND throughput with and without MULTIAPPEND on the target (same
+/// source, 1,000 small messages). Run by hand:
+/// `cargo test --test it push::append_throughput -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn append_throughput() {
+    const CAPS: &str = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=REFS THREAD=ORDEREDSUBJECT URL-PARTIAL CATENATE UNSELECT CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE SAVEDATE LITERAL+ NOTIFY SPECIAL-USE";
+    let src = Dovecot::start_with(DovecotOpts::default().separator('/'));
+    let msgs = common::corpus(61, 1000, &CorpusOpts::small());
+    let bytes: usize = msgs.iter().map(|m| m.rfc822_size()).sum();
+    src.deliver(src.user(), "INBOX", &msgs);
+    // Alternating, so a warm source cache favours neither.
+    for multi in [false, true, false, true] {
+        let (label, opts) = if multi {
+            ("MULTIAPPEND groups", DovecotOpts::default())
+        } else {
+            (
+                "single APPENDs (LITERAL+, 32 in flight)",
+                DovecotOpts::default().config(&format!("imap_capability = {CAPS}")),
+            )
+        };
+        let dst = Dovecot::start_with(opts);
+        let env = Env::new();
+        let t = std::time::Instant::now();
+        let r = push(&env, &src, &dst, &["--folder", "INBOX"]);
+        let secs = t.elapsed().as_secs_f64();
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        assert_eq!(summary(&r)["copied"], 1000);
+        eprintln!(
+            "{label}: 1000 messages, {:.1} MB in {secs:.2} s = {:.0} msg/s",
+            bytes as f64 / 1e6,
+            1000.0 / secs
+        );
+    }
+}
+
+#[test]
+fn verify_lists_missing_and_extra_against_imap_and_maildir() {
+    let (src, dst) = servers();
+    let spread = load(&src, 71, 40);
+    let env = Env::new();
+    assert_eq!(push(&env, &src, &dst, &[]).code, 0);
+    for deep in [&[][..], &["--deep"][..]] {
+        let r = run(&env, &["verify"], &src, &dst, deep);
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        assert_eq!(summary(&r)["failed"], 0);
+    }
+    // One message gone from the target, one foreign message added.
+    let victim = files(&dst, "Archive/2024").pop().unwrap();
+    let mid = common::corpus::header(&std::fs::read(&victim).unwrap(), "Message-ID");
+    std::fs::remove_file(&victim).unwrap();
+    dst.deliver(
+        dst.user(),
+        "Sent Items",
+        &common::corpus(72, 1, &CorpusOpts::small()),
+    );
+    let r = run(&env, &["verify"], &src, &dst, &["--deep"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let ev = r.json();
+    let errs: Vec<&serde_json::Value> = ev
+        .iter()
+        .filter(|e| e["event"] == "message_error")
+        .collect();
+    assert_eq!(errs.len(), 1, "{}", r.stdout);
+    assert_eq!(errs[0]["folder"], "Archive/2024");
+    assert!(errs[0]["uid"].is_u64());
+    if let Some(m) = mid {
+        assert_eq!(
+            errs[0]["message_id"].as_str(),
+            Some(m.trim_matches(|c| c == '<' || c == '>'))
+        );
+    }
+    let extra: Vec<&serde_json::Value> = ev
+        .iter()
+        .filter(|e| e["event"] == "warning" && e["folder"] == "Sent")
+        .collect();
+    assert_eq!(extra.len(), 1, "{}", r.stdout);
+    assert_eq!(summary(&r)["failed"], 1);
+
+    // Against a Maildir written by fetch.
+    let md = env.path("backup");
+    let ca = ca(&env, &src, &dst);
+    let from = src.url("imaps");
+    let f = env.run(
+        src.password(),
+        &[
+            "fetch",
+            "--from",
+            &from,
+            "--to",
+            md.to_str().unwrap(),
+            "--ca-file",
+            &ca,
+        ],
+    );
+    assert_eq!(f.code, 0, "{}{}", f.stdout, f.stderr);
+    let m = md.to_str().unwrap().to_string();
+    let v = |extra: &[&str]| {
+        let mut a = vec![
+            "verify",
+            "--from",
+            &from,
+            "--to",
+            &m,
+            "--ca-file",
+            &ca,
+            "--json",
+        ];
+        a.extend_from_slice(extra);
+        to_run(
+            env.cmd("unused")
+                .env("MAILFERRY_FROM_PASSWORD", src.password())
+                .args(&a)
+                .output()
+                .unwrap(),
+        )
+    };
+    for deep in [&[][..], &["--deep"][..]] {
+        let r = v(deep);
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    }
+    let _ = spread;
+}
