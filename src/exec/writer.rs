@@ -59,10 +59,19 @@ pub struct Written {
 /// transactions, little work lost to a kill.
 const BATCH_MESSAGES: usize = 256;
 const BATCH_BYTES: usize = 32 << 20;
+/// Batches being made durable at once, per writer.
+const MAX_INFLIGHT: usize = 3;
 
 /// Starts the writer; it ends when every sender is dropped and returns what
 /// it stored. An error (disk full, permissions) stops it: the senders see a
 /// closed channel.
+///
+/// Commits are pipelined: while one batch is made durable and recorded on a
+/// committer thread, the next is being written, so downloading never waits
+/// for fsync. The order per batch is unchanged (files durable, then the
+/// state), and at most [`MAX_INFLIGHT`] batches are in flight: with one
+/// folder (POP3) that is what keeps enough fsyncs going at once for the
+/// file system to merge their journal commits.
 pub fn spawn(
     setup: WriterSetup,
     mut rx: mpsc::Receiver<Incoming>,
@@ -72,22 +81,12 @@ pub fn spawn(
         let mut records: Vec<NewRecord> = Vec::new();
         let mut pending_bytes = 0usize;
         let mut out = Written::default();
-        let commit = |batch: &mut crate::maildir::Batch,
-                      records: &mut Vec<NewRecord>,
-                      out: &mut Written|
-         -> Result<()> {
-            if records.is_empty() {
-                return Ok(());
-            }
-            batch.commit()?;
-            setup
-                .state
-                .lock()
-                .unwrap()
-                .record_batch(setup.folder_id, records, setup.now)?;
-            out.copied += records.len() as u64;
-            records.clear();
-            Ok(())
+        let mut inflight: std::collections::VecDeque<std::thread::JoinHandle<Result<u64>>> =
+            Default::default();
+        let join = |h: std::thread::JoinHandle<Result<u64>>| -> Result<u64> {
+            h.join().unwrap_or_else(|_| {
+                Err(crate::Error::State("Maildir commit thread panicked".into()))
+            })
         };
         while let Some(m) = rx.blocking_recv() {
             let headers = MessageHeaders::parse(&m.body);
@@ -118,11 +117,60 @@ pub fn spawn(
                 location: Some(stored.unique),
             });
             if records.len() >= BATCH_MESSAGES || pending_bytes >= BATCH_BYTES {
-                commit(&mut batch, &mut records, &mut out)?;
+                if inflight.len() >= MAX_INFLIGHT {
+                    out.copied += join(inflight.pop_front().unwrap())?;
+                }
+                let full = std::mem::replace(
+                    &mut batch,
+                    setup.maildir.batch(&setup.folder, &setup.account)?,
+                );
+                inflight.push_back(commit_in_background(
+                    full,
+                    std::mem::take(&mut records),
+                    &setup,
+                ));
                 pending_bytes = 0;
             }
         }
-        commit(&mut batch, &mut records, &mut out)?;
+        for h in inflight {
+            out.copied += join(h)?;
+        }
+        out.copied += commit(
+            &mut batch,
+            &records,
+            &setup.state,
+            setup.folder_id,
+            setup.now,
+        )?;
         Ok(out)
     })
+}
+
+/// Makes a batch durable, then records it: the one order that keeps the
+/// state from ever claiming a message the disk does not have.
+fn commit(
+    batch: &mut crate::maildir::Batch,
+    records: &[NewRecord],
+    state: &Arc<Mutex<State>>,
+    folder_id: i64,
+    now: i64,
+) -> Result<u64> {
+    if records.is_empty() {
+        return Ok(0);
+    }
+    batch.commit()?;
+    state
+        .lock()
+        .unwrap()
+        .record_batch(folder_id, records, now)?;
+    Ok(records.len() as u64)
+}
+
+fn commit_in_background(
+    mut batch: crate::maildir::Batch,
+    records: Vec<NewRecord>,
+    setup: &WriterSetup,
+) -> std::thread::JoinHandle<Result<u64>> {
+    let (state, folder_id, now) = (setup.state.clone(), setup.folder_id, setup.now);
+    std::thread::spawn(move || commit(&mut batch, &records, &state, folder_id, now))
 }
