@@ -7,13 +7,13 @@
 //! streams its new messages to a Maildir writer on its own thread.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
 use super::Ctx;
-use super::message::{MessageHeaders, normalize_message_id, wire_bytes};
+use super::message::normalize_message_id;
 use super::writer::{self, Incoming, WriterSetup};
 use crate::config::{FetchJob, Retention, rfc3339};
 use crate::endpoint::ServerConfig;
@@ -381,34 +381,28 @@ fn adopt(
     uv: UidValidity,
     sh: &Shared<'_>,
 ) -> Result<()> {
-    let mut recs = Vec::new();
-    for (m, lf) in items {
-        let path = PathBuf::from(&lf.location);
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let wire = wire_bytes(&bytes);
-        let h = MessageHeaders::parse(&wire);
-        recs.push(crate::state::NewRecord {
-            key: StateKey::Imap {
+    let recs = items
+        .iter()
+        .map(|(m, lf)| {
+            let key = StateKey::Imap {
                 uidvalidity: uv,
                 uid: m.key.uid().expect("IMAP key"),
-            },
-            message_id: h.message_id,
-            size: Some(m.size),
-            digest: Some(crate::net::sha256(&wire).to_vec()),
-            internal_date: Some(m.date),
-            flags: m.flags.clone().unwrap_or_default(),
-            target: sh.target.clone(),
-            location: path.file_name().map(|n| unique_of(&n.to_string_lossy())),
-        });
-    }
+            };
+            let flags = m.flags.clone().unwrap_or_default();
+            writer::adopted_record(
+                Path::new(&lf.location),
+                key,
+                m.size,
+                Some(m.date),
+                flags,
+                &sh.target,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
     sh.state
         .lock()
         .unwrap()
         .record_batch(folder_id, &recs, sh.ctx.now)
-}
-
-fn unique_of(file_name: &str) -> String {
-    file_name.split(':').next().unwrap_or(file_name).to_string()
 }
 
 /// What a body download stored, and whether it stopped for a signal.

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use super::Ctx;
-use super::message::{MessageHeaders, wire_bytes};
 use super::writer::{self, Incoming, WriterSetup};
 use crate::config::{FetchJob, Retention, rfc3339};
 use crate::endpoint::ServerConfig;
@@ -24,7 +23,7 @@ use crate::maildir::{Maildir, SourceKey, account_tag};
 use crate::plan::{self, Known, LocalFile, MsgKey, SourceMsg};
 use crate::pop3::{self, Fetched, Pop3Client};
 use crate::report::{Event, FolderProgress, Summary};
-use crate::state::{KnownMsg, MsgKey as StateKey, NewRecord, State};
+use crate::state::{KnownMsg, MsgKey as StateKey, State};
 use crate::types::{Flags, FolderName, Uidl};
 
 /// What the run shares.
@@ -400,29 +399,21 @@ fn adopt(items: &[(SourceMsg, LocalFile)], folder_id: i64, sh: &Shared<'_>) -> R
     let mut recs = Vec::new();
     for (m, lf) in items {
         let MsgKey::Uidl(uidl) = &m.key else { continue };
+        let key = StateKey::Pop3 { uidl: uidl.clone() };
         let path = PathBuf::from(&lf.location);
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let wire = wire_bytes(&bytes);
-        let h = MessageHeaders::parse(&wire);
-        recs.push(NewRecord {
-            key: StateKey::Pop3 { uidl: uidl.clone() },
-            message_id: h.message_id,
-            size: Some(m.size),
-            digest: Some(crate::net::sha256(&wire).to_vec()),
-            internal_date: h.date,
-            flags: Flags::default(),
-            target: sh.target.clone(),
-            location: path.file_name().map(|n| unique_of(&n.to_string_lossy())),
-        });
+        recs.push(writer::adopted_record(
+            &path,
+            key,
+            m.size,
+            None,
+            Flags::default(),
+            &sh.target,
+        )?);
     }
     sh.state
         .lock()
         .unwrap()
         .record_batch(folder_id, &recs, sh.ctx.now)
-}
-
-fn unique_of(file_name: &str) -> String {
-    file_name.split(':').next().unwrap_or(file_name).to_string()
 }
 
 /// What a download stored, what failed per message, and how it ended.

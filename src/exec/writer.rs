@@ -174,3 +174,34 @@ fn commit_in_background(
     let (state, folder_id, now) = (setup.state.clone(), setup.folder_id, setup.now);
     std::thread::spawn(move || commit(&mut batch, &records, &state, folder_id, now))
 }
+
+/// The state record for a file a killed run wrote but never recorded,
+/// read back from disk (header, digest of the server's bytes) instead of
+/// downloaded again. `date` is the source's arrival date if it has one;
+/// otherwise the Date: header is used, as when the file was written.
+pub fn adopted_record(
+    path: &std::path::Path,
+    key: StateKey,
+    size: u64,
+    date: Option<i64>,
+    flags: Flags,
+    target: &str,
+) -> Result<NewRecord> {
+    let bytes = std::fs::read(path).map_err(|e| crate::Error::io(path, e))?;
+    let wire = super::wire_bytes(&bytes);
+    let h = MessageHeaders::parse(&wire);
+    let unique = path.file_name().map(|n| {
+        let n = n.to_string_lossy();
+        n.split(':').next().unwrap_or(&n).to_string()
+    });
+    Ok(NewRecord {
+        key,
+        message_id: h.message_id,
+        size: Some(size),
+        digest: Some(crate::net::sha256(&wire).to_vec()),
+        internal_date: date.or(h.date),
+        flags,
+        target: target.to_string(),
+        location: unique,
+    })
+}
