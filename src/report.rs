@@ -94,6 +94,8 @@ pub struct Reporter {
     verbose: u8,
     dry_run: bool,
     multi: Option<MultiProgress>,
+    /// The run's total: its length grows as each folder is planned.
+    total: Option<ProgressBar>,
     started: Instant,
     summary: Mutex<Summary>,
     out: Mutex<Box<dyn Write + Send>>,
@@ -102,6 +104,7 @@ pub struct Reporter {
 /// Progress of one folder: a bar on a terminal, nothing otherwise.
 pub struct FolderProgress {
     bar: Option<ProgressBar>,
+    total: Option<ProgressBar>,
     bytes: std::sync::atomic::AtomicU64,
 }
 
@@ -113,6 +116,9 @@ impl FolderProgress {
         if let Some(b) = &self.bar {
             b.inc(1);
             b.set_message(human_bytes(total));
+        }
+        if let Some(t) = &self.total {
+            t.inc(1);
         }
     }
 
@@ -136,7 +142,20 @@ impl Reporter {
             && std::env::var("TERM").map(|t| t != "dumb").unwrap_or(true);
         let multi = (tty && !s.json && !s.quiet)
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)));
+        let total = multi.as_ref().map(|m| {
+            let t = m.add(ProgressBar::new(0));
+            t.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:>20.bold} [{bar:30}] {pos}/{len} msgs {per_sec} ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            t.set_prefix("total");
+            t
+        });
         Reporter {
+            total,
             json: s.json,
             quiet: s.quiet,
             verbose: s.verbose,
@@ -176,8 +195,12 @@ impl Reporter {
             b.enable_steady_tick(Duration::from_millis(200));
             b
         });
+        if let Some(t) = self.total.as_ref().filter(|_| messages > 0) {
+            t.inc_length(messages);
+        }
         FolderProgress {
             bar,
+            total: self.total.clone(),
             bytes: Default::default(),
         }
     }
@@ -284,6 +307,9 @@ impl Reporter {
     pub fn finish(&self, fatal: Option<&crate::Error>) -> ExitCode {
         let mut s = self.summary.lock().unwrap().clone();
         s.seconds = (self.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+        if let Some(t) = &self.total {
+            t.finish_and_clear();
+        }
         if let Some(m) = &self.multi {
             let _ = m.clear();
         }
