@@ -652,3 +652,39 @@ fn malformed_messages_are_stored_not_fatal() {
     assert_eq!(summary(&r)["failed"], 0);
     assert_exact_copy(&dv, &to, &spread);
 }
+
+#[test]
+fn without_uidplus_retention_refuses_unless_allowed() {
+    let caps = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ NAMESPACE CONDSTORE LIST-EXTENDED SPECIAL-USE";
+    let dv = Dovecot::start_with(
+        common::DovecotOpts::default().config(&format!("imap_capability = {caps}")),
+    );
+    let spread = load(&dv, 22, 12, &CorpusOpts::small());
+    let env = Env::new();
+    let to = env.path("mail");
+    let total = |dv: &Dovecot| {
+        spread
+            .iter()
+            .map(|(f, _)| dv.status(dv.user(), f).messages)
+            .sum::<u32>()
+    };
+    let r = fetch(&env, &dv, &to, &["--delete-after-fetch"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("UIDPLUS") && r.stdout.contains("--allow-expunge-all"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(summary(&r)["copied"], 12);
+    assert_eq!(total(&dv), 12, "deleted without UIDPLUS");
+    let r = fetch(
+        &env,
+        &dv,
+        &to,
+        &["--delete-after-fetch", "--allow-expunge-all"],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(summary(&r)["deleted"], 12);
+    assert_eq!(total(&dv), 0);
+    assert_exact_copy(&dv, &to, &spread);
+}
