@@ -256,11 +256,7 @@ async fn sync_folder(s: &mut Session, f: &ListedFolder, sh: &Shared<'_>) -> Resu
         skipped: plan.skipped.len() as u64,
         ..Default::default()
     };
-    if rep.json() || sh.ctx.settings.verbose > 0 {
-        for (k, why) in &plan.skipped {
-            rep.warning(Some(name), &format!("{k} skipped: {why}"));
-        }
-    }
+    super::report_skipped(rep, sh.ctx.settings.verbose, name, &plan.skipped);
     let progress = Arc::new(rep.folder_start(name, plan.copy.len() as u64, plan.copy_bytes()));
     let present: Option<HashSet<MsgKey>> =
         complete.then(|| source.iter().map(|m| m.key.clone()).collect());

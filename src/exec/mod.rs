@@ -47,6 +47,21 @@ pub fn maildir_target(root: &Path) -> String {
     format!("maildir:{}", abs.display())
 }
 
+/// Says which messages the filters skipped, and why (JSON or `-v` only:
+/// a skip by `--max-size` is the user's choice, not news for cron).
+pub(crate) fn report_skipped(
+    rep: &Reporter,
+    verbose: u8,
+    folder: &str,
+    skipped: &[(crate::plan::MsgKey, crate::plan::SkipReason)],
+) {
+    if rep.json() || verbose > 0 {
+        for (k, why) in skipped {
+            rep.warning(Some(folder), &format!("{k} skipped: {why}"));
+        }
+    }
+}
+
 /// The run's clock: the system time, or `MAILFERRY_NOW` (unix seconds) so
 /// tests can move time forward for `--delete-after DAYS`.
 pub fn now() -> i64 {

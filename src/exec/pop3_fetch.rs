@@ -144,11 +144,7 @@ async fn sync(mut c: Pop3Client, sh: &Shared<'_>) -> Result<()> {
         skipped: plan.skipped.len() as u64,
         ..Default::default()
     };
-    if rep.json() || sh.ctx.settings.verbose > 0 {
-        for (k, why) in &plan.skipped {
-            rep.warning(Some(name), &format!("{k} skipped: {why}"));
-        }
-    }
+    super::report_skipped(rep, sh.ctx.settings.verbose, name, &plan.skipped);
     let progress = Arc::new(rep.folder_start(name, plan.copy.len() as u64, plan.copy_bytes()));
     let present: HashSet<MsgKey> = source.iter().map(|m| m.key.clone()).collect();
 
