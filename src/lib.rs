@@ -9,6 +9,7 @@
 //! nothing of sockets.
 
 pub mod app;
+pub mod bytes;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -43,16 +43,11 @@ impl LineEndings {
     /// CRLF back on the wire restores the very bytes (push, verify --deep);
     /// anything irregular is kept as it came.
     pub fn lossless_for(msg: &[u8]) -> LineEndings {
-        let mut prev_cr = false;
-        for (i, &b) in msg.iter().enumerate() {
-            match b {
-                b'\n' if !prev_cr => return LineEndings::AsIs,
-                b'\r' if msg.get(i + 1) != Some(&b'\n') => return LineEndings::AsIs,
-                _ => {}
-            }
-            prev_cr = b == b'\r';
+        if crate::bytes::crlf_only(msg) {
+            LineEndings::Lf
+        } else {
+            LineEndings::AsIs
         }
-        LineEndings::Lf
     }
 }
 
@@ -110,6 +105,8 @@ pub struct Batch {
     fsync_threads: usize,
     /// Tests that check naming, not durability, skip fsync to stay fast.
     skip_fsync: bool,
+    /// Reused CRLF→LF output buffer, so a message costs no allocation.
+    scratch: Vec<u8>,
 }
 
 impl Batch {
@@ -126,6 +123,7 @@ impl Batch {
             dirty_new: false,
             fsync_threads: DEFAULT_FSYNC_THREADS,
             skip_fsync: false,
+            scratch: Vec::new(),
         }
     }
 
@@ -330,53 +328,35 @@ impl PendingFile<'_> {
     /// Appends a chunk; chunk boundaries may fall anywhere, also between
     /// the CR and LF of a line ending.
     pub fn write_all(&mut self, chunk: &[u8]) -> Result<()> {
-        if self.batch.line_endings == LineEndings::AsIs {
+        if self.batch.line_endings == LineEndings::AsIs || chunk.is_empty() {
             return self.emit(chunk);
         }
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        let mut start = 0;
+        let mut scratch = std::mem::take(&mut self.batch.scratch);
+        scratch.clear();
         if self.pending_cr {
             self.pending_cr = false;
             if chunk[0] != b'\n' {
-                self.emit(b"\r")?;
+                scratch.push(b'\r');
             }
         }
-        let mut i = 0;
-        while let Some(off) = chunk[i..].iter().position(|&b| b == b'\r') {
-            let j = i + off;
-            match chunk.get(j + 1) {
-                Some(b'\n') => {
-                    self.emit(&chunk[start..j])?;
-                    start = j + 1;
-                    i = j + 2;
-                }
-                Some(_) => i = j + 1,
-                None => {
-                    self.emit(&chunk[start..j])?;
-                    self.pending_cr = true;
-                    start = chunk.len();
-                    i = chunk.len();
-                }
-            }
-        }
-        self.emit(&chunk[start..])
+        // A final CR waits for the next chunk's first byte.
+        let (body, cr) = match chunk.split_last() {
+            Some((b'\r', body)) => (body, true),
+            _ => (chunk, false),
+        };
+        crate::bytes::crlf_to_lf(body, &mut scratch);
+        self.pending_cr = cr;
+        let r = self.emit(&scratch);
+        self.batch.scratch = scratch;
+        r
     }
 
     fn emit(&mut self, seg: &[u8]) -> Result<()> {
         if seg.is_empty() {
             return Ok(());
         }
-        let mut bare_lf = 0u64;
-        let mut prev_cr = self.last_out_cr;
-        for &b in seg {
-            if b == b'\n' && !prev_cr {
-                bare_lf += 1;
-            }
-            prev_cr = b == b'\r';
-        }
-        self.last_out_cr = prev_cr;
+        let bare_lf = crate::bytes::bare_lf(seg, self.last_out_cr);
+        self.last_out_cr = seg.last() == Some(&b'\r');
         self.size += seg.len() as u64;
         self.vsize += seg.len() as u64 + bare_lf;
         let out = self.out.as_mut().expect("open until finish");

@@ -338,26 +338,16 @@ impl Decoder {
             }
             // Copy a run of whole lines up to the next line starting with
             // a dot (or to the end of the buffer) in one go.
-            let mut i = 0;
-            let copy_end;
-            loop {
-                match rest[i..].iter().position(|&b| b == b'\n') {
-                    None => {
-                        copy_end = rest.len();
-                        break;
-                    }
-                    Some(j) => {
-                        let after = i + j + 1;
-                        if after < rest.len() && rest[after] != b'.' {
-                            i = after;
-                            continue;
-                        }
-                        copy_end = after;
-                        body.at_line_start = true;
-                        break;
-                    }
+            let copy_end = match crate::bytes::find_lf_before(rest, b'.') {
+                Some(j) => {
+                    body.at_line_start = true;
+                    j + 1
                 }
-            }
+                None => {
+                    body.at_line_start = rest.last() == Some(&b'\n');
+                    rest.len()
+                }
+            };
             if !body.discarding {
                 body.size += copy_end as u64;
                 if body.size > body.cap {
