@@ -305,6 +305,19 @@ fn only_if_stored_deletes_what_the_backup_holds_and_keeps_the_rest() {
         .filter(|f| f.folder.as_str() == "INBOX")
         .collect();
     assert_eq!(rows[0].deleted, 2);
+    drop(st);
+    let r = env.run("unused", &["status", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let h = r
+        .json()
+        .into_iter()
+        .find(|e| e["event"] == "prune_history")
+        .unwrap_or_else(|| panic!("{}", r.stdout));
+    assert_eq!(
+        (h["deleted"].as_u64(), h["pending"].as_u64()),
+        (Some(3), Some(0))
+    );
+    assert_eq!(h["folder"], "INBOX");
 }
 
 #[test]
