@@ -509,3 +509,87 @@ fn logged(env: &Env) -> usize {
         .map(|r| (r.deleted + r.pending) as usize)
         .sum()
 }
+
+#[test]
+fn only_if_stored_in_an_imap_account_looks_messages_up_there() {
+    let (a, b) = (Dovecot::start(), Dovecot::start());
+    let m = [
+        msg(1, 400, 100, ""),
+        msg(2, 400, 100, ""),
+        msg(3, 400, 100, ""),
+    ];
+    a.deliver(a.user(), "INBOX", &m);
+    // the other account holds 1 in INBOX, 3 only in another folder (not
+    // the INBOX's counterpart), 2 nowhere
+    b.deliver(b.user(), "INBOX", &[m[0].clone()]);
+    b.deliver(b.user(), "Archive", &[m[2].clone()]);
+    let env = Env::new();
+    let pem = env.path("ca.pem");
+    let mut ca = std::fs::read(a.ca_file()).unwrap();
+    ca.extend(std::fs::read(b.ca_file()).unwrap());
+    std::fs::write(&pem, ca).unwrap();
+    let r = crate::cli::to_run(
+        env.cmd(a.password())
+            .env("MAILFERRY_NOW", NOW.to_string())
+            .env("MAILFERRY_TO_PASSWORD", b.password())
+            .args([
+                "prune",
+                "--on",
+                &a.url("imaps"),
+                "--older-than",
+                "30",
+                "--only-if-stored-in",
+                &b.url("imaps"),
+                "--yes",
+                "--ca-file",
+                pem.to_str().unwrap(),
+                "--json",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(
+        deletes(&r, false)
+            .into_iter()
+            .map(|(_, u)| u)
+            .collect::<Vec<_>>(),
+        vec!["1"]
+    );
+    assert_eq!(summary(&r)["skipped"], 2);
+    assert_eq!(a.status(a.user(), "INBOX").messages, 2);
+}
+
+#[test]
+fn without_uidplus_prune_refuses_a_bare_expunge_unless_allowed() {
+    let caps = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ NAMESPACE CONDSTORE LIST-EXTENDED SPECIAL-USE";
+    let dv = Dovecot::start_with(
+        crate::common::DovecotOpts::default().config(&format!("imap_capability = {caps}")),
+    );
+    dv.deliver(
+        dv.user(),
+        "INBOX",
+        &[msg(1, 400, 100, ""), msg(2, 1, 100, "")],
+    );
+    let env = Env::new();
+    let url = dv.url("imaps");
+    for dry in [true, false] {
+        let mut args = vec!["--older-than", "30", "--yes"];
+        if dry {
+            args.push("--dry-run");
+        }
+        let r = prune(&env, &dv, &url, &args);
+        assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+        assert!(r.stdout.contains("--allow-expunge-all"), "{}", r.stdout);
+        assert!(deletes(&r, dry).is_empty());
+    }
+    assert_eq!(dv.status(dv.user(), "INBOX").messages, 2);
+    let r = prune(
+        &env,
+        &dv,
+        &url,
+        &["--older-than", "30", "--yes", "--allow-expunge-all"],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(dv.status(dv.user(), "INBOX").messages, 1);
+}
