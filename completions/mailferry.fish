@@ -112,7 +112,7 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l keep-last 
 complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l max-total -d 'Keep each folder under SIZE, deleting oldest first' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l larger-than -d 'Delete messages larger than SIZE' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l only-if-stored-in -d 'Delete only if the state (or a lookup) proves it is stored there' -r
-complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l max-delete -d 'Refuse to delete more than N messages without --yes' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l max-delete -d 'Refuse to delete more than N messages without --yes [default: 1000, or 10% of a folder]' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l password-command -d 'Run CMD with sh -c; its first output line is the password' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l password-file -d 'Read the password from the first line of FILE' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l password-env -d 'Read the password from environment variable VAR' -r
@@ -125,6 +125,9 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l tls-finger
 complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l timeout -d 'Seconds to wait for any server response before giving up' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l to-trash -d 'Move to the Trash folder instead of expunging'
 complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l yes -d 'Confirm a deletion above the --max-delete guard'
+complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l only-unread -d 'Rules apply only to unread (not \\Seen) messages'
+complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l include-flagged -d 'Let rules delete flagged messages too (by default they are kept)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l allow-expunge-all -d 'Allow a plain EXPUNGE on servers without UIDPLUS (may remove other clients\' \\Deleted mail)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -s n -l dry-run -d 'Show what would happen; change nothing on any server or disk'
 complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l json -d 'One JSON object per line on stdout (events, then a summary)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -s q -l quiet -d 'Print nothing but errors'
@@ -242,7 +245,7 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_see
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l max-total -d 'Keep each folder under SIZE, deleting oldest first' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l larger-than -d 'Delete messages larger than SIZE' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l only-if-stored-in -d 'Delete only if the state (or a lookup) proves it is stored there' -r
-complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l max-delete -d 'Refuse to delete more than N messages without --yes' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l max-delete -d 'Refuse to delete more than N messages without --yes [default: 1000, or 10% of a folder]' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l password-command -d 'Run CMD with sh -c; its first output line is the password' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l password-file -d 'Read the password from the first line of FILE' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l password-env -d 'Read the password from environment variable VAR' -r
@@ -255,6 +258,9 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_see
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l timeout -d 'Seconds to wait for any server response before giving up' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l to-trash -d 'Move to the Trash folder instead of expunging'
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l yes -d 'Confirm a deletion above the --max-delete guard'
+complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l only-unread -d 'Rules apply only to unread (not \\Seen) messages'
+complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l include-flagged -d 'Let rules delete flagged messages too (by default they are kept)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l allow-expunge-all -d 'Allow a plain EXPUNGE on servers without UIDPLUS (may remove other clients\' \\Deleted mail)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -s n -l dry-run -d 'Show what would happen; change nothing on any server or disk'
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l json -d 'One JSON object per line on stdout (events, then a summary)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -s q -l quiet -d 'Print nothing but errors'

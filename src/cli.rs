@@ -265,12 +265,21 @@ pub struct PruneArgs {
     /// Move to the Trash folder instead of expunging
     #[arg(long)]
     pub to_trash: bool,
-    /// Refuse to delete more than N messages without --yes
+    /// Refuse to delete more than N messages without --yes [default: 1000, or 10% of a folder]
     #[arg(long, value_name = "N")]
     pub max_delete: Option<u64>,
     /// Confirm a deletion above the --max-delete guard
     #[arg(long)]
     pub yes: bool,
+    /// Rules apply only to unread (not \Seen) messages
+    #[arg(long)]
+    pub only_unread: bool,
+    /// Let rules delete flagged messages too (by default they are kept)
+    #[arg(long)]
+    pub include_flagged: bool,
+    /// Allow a plain EXPUNGE on servers without UIDPLUS (may remove other clients' \Deleted mail)
+    #[arg(long)]
+    pub allow_expunge_all: bool,
     #[command(flatten)]
     pub secret: SecretArgs,
 }

@@ -77,6 +77,9 @@ pub enum Event {
         size: u64,
         reason: String,
         dry_run: bool,
+        /// Subject (decoded), where prune read the header.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
     },
     /// A fatal error; the summary follows.
     Error {
@@ -270,6 +273,7 @@ impl Reporter {
             size,
             reason,
             dry_run,
+            subject,
             ..
         } = &ev
             && (*dry_run || self.verbose > 0)
@@ -279,8 +283,12 @@ impl Reporter {
                 .or(uidl.as_ref().map(|u| format!("UIDL {u}")))
                 .unwrap_or_default();
             let verb = if *dry_run { "would delete" } else { "deleted" };
+            let subject = subject
+                .as_deref()
+                .map(|s| format!(" {s:?}"))
+                .unwrap_or_default();
             self.line(&format!(
-                "{verb} {folder} {id} {date} {} ({reason})",
+                "{verb} {folder} {id} {date} {} ({reason}){subject}",
                 human_bytes(*size)
             ));
         }
@@ -457,6 +465,7 @@ mod tests {
             size: 10,
             reason: "older-than 365d".into(),
             dry_run: true,
+            subject: None,
         });
         assert_eq!(r.finish(None), ExitCode::Partial);
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();

@@ -70,6 +70,46 @@ pub fn run(config: &Config, jobs: &[String], remote: bool, rep: &Reporter) -> Re
                 .unwrap_or_else(|| "never".into())
         );
     }
+    let prune_keys: Option<Vec<String>> = if jobs.is_empty() {
+        None
+    } else {
+        Some(
+            config
+                .file_jobs(jobs)?
+                .iter()
+                .filter_map(prune_key)
+                .collect(),
+        )
+    };
+    let mut header = false;
+    for d in st.deletion_report()? {
+        if prune_keys.as_ref().is_some_and(|k| !k.contains(&d.account)) {
+            continue;
+        }
+        if rep.json() {
+            rep.emit_value(&json!({"event": "prune_history", "account": d.account,
+                "folder": d.folder.as_str(), "deleted": d.deleted, "bytes": d.bytes,
+                "pending": d.pending, "last_deleted": d.last_at.map(rfc3339)}));
+            continue;
+        }
+        if !header {
+            println!("pruned:");
+            header = true;
+        }
+        let pending = if d.pending > 0 {
+            format!("  ({} unconfirmed: the next prune settles them)", d.pending)
+        } else {
+            String::new()
+        };
+        println!(
+            "  {} {:<28} {:>8} {:>10}  {}{pending}",
+            d.account,
+            d.folder.as_str(),
+            d.deleted,
+            human_bytes(d.bytes),
+            d.last_at.map(rfc3339).unwrap_or_else(|| "never".into())
+        );
+    }
     let names: Vec<Option<&str>> = if jobs.is_empty() {
         vec![None]
     } else {
@@ -115,6 +155,17 @@ fn job_key(job: &crate::config::Job) -> Option<String> {
             )),
             Endpoint::Maildir(_) => None,
         },
+        _ => None,
+    }
+}
+
+/// The account key a prune job's deletions are logged under.
+fn prune_key(job: &crate::config::Job) -> Option<String> {
+    match &job.kind {
+        JobKind::Prune(p) => Some(match &p.on.endpoint {
+            Endpoint::Server(u) => u.account_key(),
+            Endpoint::Maildir(m) => crate::exec::maildir_target(m),
+        }),
         _ => None,
     }
 }

@@ -74,7 +74,30 @@ pub struct RawJob {
     pub to_trash: bool,
     pub max_delete: Option<u64>,
     #[serde(default)]
+    pub only_unread: bool,
+    #[serde(default)]
+    pub include_flagged: bool,
+    /// `false` turns off the default proof in the fetch/push job's target.
+    pub only_if_stored: Option<bool>,
+    /// Per-folder prune rules: the first whose glob matches replaces the
+    /// job's rules for that folder.
+    #[serde(default)]
+    pub rules: Vec<RawFolderRules>,
+    #[serde(default)]
     pub deep: bool,
+}
+
+/// `[[job.rules]]`: prune rules for the folders matching `folder`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFolderRules {
+    pub folder: String,
+    pub older_than: Option<u32>,
+    pub keep_last: Option<u64>,
+    pub max_total: Option<Spanned<String>>,
+    pub larger_than: Option<Spanned<String>>,
+    #[serde(default)]
+    pub only_unread: bool,
 }
 
 /// A parsed config file with its text, so later checks can name lines.

@@ -113,6 +113,18 @@ pub struct PruneRules {
     pub keep_last: Option<u64>,
     pub max_total: Option<u64>,
     pub larger_than: Option<u64>,
+    /// Only unread (not `\Seen`) messages are candidates.
+    pub only_unread: bool,
+}
+
+impl PruneRules {
+    /// True when no rule is set: nothing would ever be deleted.
+    pub fn is_empty(&self) -> bool {
+        self.older_than_days.is_none()
+            && self.keep_last.is_none()
+            && self.max_total.is_none()
+            && self.larger_than.is_none()
+    }
 }
 
 /// `prune`.
@@ -121,10 +133,27 @@ pub struct PruneJob {
     pub on: Account,
     pub filter: Filter,
     pub rules: PruneRules,
+    /// Per-folder rules from the config: the first matching glob wins over
+    /// `rules` for that folder.
+    pub folder_rules: Vec<(Glob, PruneRules)>,
     pub only_if_stored_in: Option<Account>,
     pub to_trash: bool,
     pub max_delete: Option<u64>,
     pub yes: bool,
+    /// Flagged messages may go too (kept by default).
+    pub include_flagged: bool,
+    pub allow_expunge_all: bool,
+}
+
+impl PruneJob {
+    /// The rules for one folder.
+    pub fn rules_for(&self, folder: &crate::types::FolderName) -> &PruneRules {
+        self.folder_rules
+            .iter()
+            .find(|(g, _)| g.matches(folder))
+            .map(|(_, r)| r)
+            .unwrap_or(&self.rules)
+    }
 }
 
 /// `verify`.
@@ -433,27 +462,61 @@ impl Config {
                 maps: j.map.clone(),
                 max_rate: j.max_rate,
             }),
-            "prune" => JobKind::Prune(PruneJob {
-                on: acct(&j.on, "on", "MAILFERRY_PASSWORD")?,
-                filter,
-                rules: PruneRules {
-                    older_than_days: j.older_than,
-                    keep_last: j.keep_last,
-                    max_total: size(&j.max_total, "max_total")?,
-                    larger_than: size(&j.larger_than, "larger_than")?,
-                },
-                only_if_stored_in: match &j.only_if_stored_in {
-                    Some(_) => Some(acct(
-                        &j.only_if_stored_in,
-                        "only_if_stored_in",
-                        "MAILFERRY_TO_PASSWORD",
-                    )?),
-                    None => None,
-                },
-                to_trash: j.to_trash,
-                max_delete: j.max_delete,
-                yes: false,
-            }),
+            "prune" => {
+                let mut folder_rules = Vec::new();
+                for r in &j.rules {
+                    folder_rules.push((
+                        Glob::new(&r.folder),
+                        PruneRules {
+                            older_than_days: r.older_than,
+                            keep_last: r.keep_last,
+                            max_total: size(&r.max_total, "rules.max_total")?,
+                            larger_than: size(&r.larger_than, "rules.larger_than")?,
+                            only_unread: r.only_unread,
+                        },
+                    ));
+                }
+                // By default a prune of an account another job fetches or
+                // pushes from deletes only what that job stored.
+                let store = match (&j.only_if_stored_in, j.only_if_stored) {
+                    (Some(_), _) => j.only_if_stored_in.clone(),
+                    (None, Some(false)) => None,
+                    (None, _) => cf
+                        .raw
+                        .job
+                        .iter()
+                        .map(|o| o.get_ref())
+                        .find(|o| {
+                            matches!(o.command.get_ref().as_str(), "fetch" | "push")
+                                && o.from.as_ref().map(|f| f.get_ref())
+                                    == j.on.as_ref().map(|f| f.get_ref())
+                        })
+                        .and_then(|o| o.to.clone()),
+                };
+                JobKind::Prune(PruneJob {
+                    on: acct(&j.on, "on", "MAILFERRY_PASSWORD")?,
+                    filter,
+                    rules: PruneRules {
+                        older_than_days: j.older_than,
+                        keep_last: j.keep_last,
+                        max_total: size(&j.max_total, "max_total")?,
+                        larger_than: size(&j.larger_than, "larger_than")?,
+                        only_unread: j.only_unread,
+                    },
+                    folder_rules,
+                    only_if_stored_in: match &store {
+                        Some(_) => {
+                            Some(acct(&store, "only_if_stored_in", "MAILFERRY_TO_PASSWORD")?)
+                        }
+                        None => None,
+                    },
+                    to_trash: j.to_trash,
+                    max_delete: j.max_delete,
+                    yes: false,
+                    include_flagged: j.include_flagged,
+                    allow_expunge_all: j.allow_expunge_all,
+                })
+            }
             "verify" => JobKind::Verify(VerifyJob {
                 from: acct(&j.from, "from", "MAILFERRY_FROM_PASSWORD")?,
                 to: acct(&j.to, "to", "MAILFERRY_TO_PASSWORD")?,
@@ -546,7 +609,9 @@ impl Config {
                     keep_last: a.keep_last,
                     max_total: a.max_total.as_deref().map(parse_size).transpose()?,
                     larger_than: a.larger_than.as_deref().map(parse_size).transpose()?,
+                    only_unread: a.only_unread,
                 },
+                folder_rules: Vec::new(),
                 only_if_stored_in: a
                     .only_if_stored_in
                     .as_deref()
@@ -562,6 +627,8 @@ impl Config {
                 to_trash: a.to_trash,
                 max_delete: a.max_delete,
                 yes: a.yes,
+                include_flagged: a.include_flagged,
+                allow_expunge_all: a.allow_expunge_all,
             }),
         })
     }

@@ -144,3 +144,54 @@ fn urls_and_paths_resolve_without_config() {
         .unwrap_err();
     assert_eq!(e.exit_code(), crate::ExitCode::Usage);
 }
+
+#[test]
+fn prune_job_defaults_to_proof_in_the_backup_and_takes_folder_rules() {
+    let text = format!(
+        "{GOOD}
+[[job]]
+name = \"tidy\"
+command = \"prune\"
+on = \"work\"
+older_than = 365
+max_delete = 50
+
+[[job.rules]]
+folder = \"Trash\"
+older_than = 30
+
+[[job]]
+name = \"tidy-anyway\"
+command = \"prune\"
+on = \"work\"
+keep_last = 10
+only_if_stored = false
+"
+    );
+    let (_d, p) = write_config(&text, 0o600);
+    let c = load(&p).unwrap();
+    let jobs = c.file_jobs(&["tidy".into(), "tidy-anyway".into()]).unwrap();
+    let JobKind::Prune(j) = &jobs[0].kind else {
+        panic!("not a prune job")
+    };
+    let store = j
+        .only_if_stored_in
+        .as_ref()
+        .expect("defaults to the backup");
+    assert!(matches!(&store.endpoint, Endpoint::Maildir(p) if p == Path::new("/tmp/Mail/work")));
+    assert_eq!(j.max_delete, Some(50));
+    assert_eq!(
+        j.rules_for(&crate::types::FolderName::new("Trash"))
+            .older_than_days,
+        Some(30)
+    );
+    assert_eq!(
+        j.rules_for(&crate::types::FolderName::inbox())
+            .older_than_days,
+        Some(365)
+    );
+    let JobKind::Prune(j) = &jobs[1].kind else {
+        panic!("not a prune job")
+    };
+    assert!(j.only_if_stored_in.is_none());
+}

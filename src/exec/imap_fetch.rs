@@ -630,6 +630,7 @@ fn delete_event(folder: &str, d: &plan::Deletion, dry_run: bool) -> Event {
         size: d.size,
         reason: d.reason.clone(),
         dry_run,
+        subject: None,
     }
 }
 

@@ -6,6 +6,7 @@ mod imap_fetch;
 mod message;
 mod pool;
 mod pop3_fetch;
+mod prune;
 mod push;
 mod verify;
 mod writer;
@@ -110,7 +111,7 @@ pub async fn run_job(job: &crate::config::Job, command: &str, ctx: &Ctx<'_>) -> 
             }
             crate::endpoint::Endpoint::Server(_) => push::run(p, ctx, &state.st).await,
         },
-        JobKind::Prune(_) => Err(Error::NotImplemented("prune")),
+        JobKind::Prune(p) => prune::run(p, ctx, &state.st).await,
         JobKind::Verify(v) => verify::run(v, ctx).await,
     };
     if let Some(id) = run_id {

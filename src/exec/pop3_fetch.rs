@@ -254,7 +254,10 @@ async fn list(c: &mut Pop3Client, sh: &Shared<'_>) -> Result<Vec<Listed>> {
 /// Identities for a server without UIDL: `mf-hdr-<sha256(TOP n 0 ‖ size)>`,
 /// with `-2`, `-3`, … for further messages with identical headers and size
 /// (indistinguishable copies are counted, not merged).
-async fn header_ids(c: &mut Pop3Client, sizes: &HashMap<u32, u64>) -> Result<Vec<(u32, Uidl)>> {
+pub(super) async fn header_ids(
+    c: &mut Pop3Client,
+    sizes: &HashMap<u32, u64>,
+) -> Result<Vec<(u32, Uidl)>> {
     let mut msgnos: Vec<u32> = sizes.keys().copied().collect();
     msgnos.sort_unstable();
     let mut count: HashMap<String, u32> = HashMap::new();
@@ -346,6 +349,7 @@ fn delete_event(
         size: d.size,
         reason: d.reason.clone(),
         dry_run,
+        subject: None,
     }
 }
 

@@ -26,7 +26,7 @@ pub struct PruneDecision {
 }
 
 /// Applies the rules to one folder at time `now`. Flagged messages are kept
-/// unless `include_flagged`. `stored` answers "is a durable copy proven?"
+/// unless `include_flagged`; with `rules.only_unread`, read ones are too. `stored` answers "is a durable copy proven?"
 /// (always true when no `--only-if-stored-in` was given).
 pub fn plan_prune(
     cands: &[PruneCandidate],
@@ -38,6 +38,7 @@ pub fn plan_prune(
     let eligible: Vec<&PruneCandidate> = cands
         .iter()
         .filter(|c| include_flagged || !c.flags.as_ref().is_some_and(|f| f.flagged))
+        .filter(|c| !rules.only_unread || !c.flags.as_ref().is_some_and(|f| f.seen))
         .collect();
     let mut reasons: Vec<Vec<String>> = vec![Vec::new(); eligible.len()];
     if let Some(d) = rules.older_than_days {
@@ -147,6 +148,20 @@ mod tests {
         assert_eq!(d.delete[0].1, vec!["older-than 365d".to_string()]);
         let d = plan_prune(&cs, &rules, true, NOW, &|_| true);
         assert_eq!(uids(&d.delete), vec![1, 2]);
+    }
+
+    #[test]
+    fn only_unread_keeps_read_messages() {
+        let mut read = c(1, 400, 10, false);
+        read.flags.as_mut().unwrap().seen = true;
+        let cs = [read, c(2, 400, 10, false)];
+        let rules = PruneRules {
+            older_than_days: Some(30),
+            only_unread: true,
+            ..Default::default()
+        };
+        let d = plan_prune(&cs, &rules, false, NOW, &|_| true);
+        assert_eq!(uids(&d.delete), vec![2]);
     }
 
     #[test]

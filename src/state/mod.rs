@@ -134,6 +134,9 @@ pub struct StoredMsg {
     pub deleted_at: Option<i64>,
     /// Why (e.g. `older-than 365d`).
     pub delete_reason: Option<String>,
+    /// When prune removed the stored copy itself (a pruned Maildir file):
+    /// from then on this record proves nothing is stored.
+    pub target_removed_at: Option<i64>,
 }
 
 /// What the planner needs per known message on every run: cheap to load
@@ -255,7 +258,7 @@ fn flags_parse(s: &str) -> Flags {
 }
 
 const MSG_COLS: &str = "id, folder_id, uidvalidity, uid, uidl, message_id, size, digest, internal_date, \
-     flags, first_stored_at, target, location, deleted_at, delete_reason";
+     flags, first_stored_at, target, location, deleted_at, delete_reason, target_removed_at";
 
 fn msg_from_row(r: &Row<'_>) -> rusqlite::Result<StoredMsg> {
     let flags: String = r.get(9)?;
@@ -275,6 +278,7 @@ fn msg_from_row(r: &Row<'_>) -> rusqlite::Result<StoredMsg> {
         location: r.get(12)?,
         deleted_at: r.get(13)?,
         delete_reason: r.get(14)?,
+        target_removed_at: r.get(15)?,
     })
 }
 
@@ -744,6 +748,197 @@ impl State {
             .prepare_cached(&sql)?
             .query_row(params![account, name.as_str()], folder_from_row)
             .optional()?)
+    }
+}
+
+/// A deletion prune is about to ask for: logged before the server (or the
+/// file system) is asked, so a kill in between leaves a trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletionIntent {
+    /// Account key, or `maildir:/abs` for a local Maildir.
+    pub account: String,
+    pub folder: FolderName,
+    pub uidvalidity: Option<UidValidity>,
+    pub uid: Option<Uid>,
+    pub uidl: Option<Uidl>,
+    /// Maildir unique name.
+    pub file: Option<String>,
+    pub message_id: Option<String>,
+    pub size: u64,
+    /// The date the rules judged, unix seconds.
+    pub date: i64,
+    /// Why, e.g. `older-than 365d`.
+    pub reason: String,
+    /// How a stored copy was proven (`--only-if-stored-in`), if asked for.
+    pub proof: Option<String>,
+    /// `expunge`, `trash`, `dele` or `unlink`.
+    pub method: String,
+    /// The `messages` row this concerns: marked deleted from the source,
+    /// or (for `unlink`) its stored copy marked removed.
+    pub msg_row: Option<i64>,
+}
+
+/// A logged deletion that was never confirmed (the run died, or the
+/// server's answer was lost).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDeletion {
+    pub id: i64,
+    pub intent: DeletionIntent,
+}
+
+/// One line of the deletion history, for `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletionSummary {
+    pub account: String,
+    pub folder: FolderName,
+    pub deleted: u64,
+    pub bytes: u64,
+    pub pending: u64,
+    pub last_at: Option<i64>,
+}
+
+impl State {
+    /// Logs deletions about to be asked for, one transaction; returns their
+    /// ids for [`State::finish_deletions`].
+    pub fn log_deletions(&mut self, intents: &[DeletionIntent], at: i64) -> Result<Vec<i64>> {
+        let tx = self.conn.transaction()?;
+        let mut ids = Vec::with_capacity(intents.len());
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO deletions (account, folder, uidvalidity, uid, uidl, file, message_id, size, \
+                 date, reason, proof, method, msg_row, planned_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?;
+            for d in intents {
+                st.execute(params![
+                    d.account,
+                    d.folder.as_str(),
+                    d.uidvalidity.map(|v| v.0),
+                    d.uid.map(|u| u.0),
+                    d.uidl.as_ref().map(|u| u.0.as_str()),
+                    d.file,
+                    d.message_id,
+                    to_i64(d.size),
+                    d.date,
+                    d.reason,
+                    d.proof,
+                    d.method,
+                    d.msg_row,
+                    at
+                ])?;
+                ids.push(tx.last_insert_rowid());
+            }
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    /// Settles logged deletions, one transaction. `deleted`: the server (or
+    /// the file system) confirmed; the concerned `messages` rows are marked
+    /// deleted from the source (or, for `unlink`, their copy removed).
+    /// Otherwise the message is still there and the log says `kept`.
+    pub fn finish_deletions(&mut self, ids: &[i64], deleted: bool, at: i64) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut fin = tx.prepare_cached(
+                "UPDATE deletions SET done_at = ?2, outcome = ?3 WHERE id = ?1 AND outcome IS NULL \
+                 RETURNING msg_row, method, reason",
+            )?;
+            let mut src = tx.prepare_cached(
+                "UPDATE messages SET deleted_at = ?2, delete_reason = ?3 WHERE id = ?1 AND deleted_at IS NULL",
+            )?;
+            let mut tgt = tx.prepare_cached(
+                "UPDATE messages SET target_removed_at = ?2 WHERE id = ?1 AND target_removed_at IS NULL",
+            )?;
+            let outcome = if deleted { "deleted" } else { "kept" };
+            for id in ids {
+                let row: Option<(Option<i64>, String, String)> = fin
+                    .query_row(params![id, at, outcome], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .optional()?;
+                if let (true, Some((Some(m), method, reason))) = (deleted, row) {
+                    if method == "unlink" {
+                        tgt.execute(params![m, at])?;
+                    } else {
+                        src.execute(params![m, at, format!("prune: {reason}")])?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletions of this account's folder logged but never settled.
+    pub fn pending_deletions(
+        &self,
+        account: &str,
+        folder: &FolderName,
+    ) -> Result<Vec<PendingDeletion>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, account, folder, uidvalidity, uid, uidl, file, message_id, size, date, reason, \
+             proof, method, msg_row FROM deletions WHERE account = ?1 AND folder = ?2 AND outcome IS NULL ORDER BY id",
+        )?;
+        let rows = st.query_map(params![account, folder.as_str()], |r| {
+            Ok(PendingDeletion {
+                id: r.get(0)?,
+                intent: DeletionIntent {
+                    account: r.get(1)?,
+                    folder: FolderName::new(r.get::<_, String>(2)?),
+                    uidvalidity: r.get::<_, Option<u32>>(3)?.map(UidValidity),
+                    uid: r.get::<_, Option<u32>>(4)?.map(Uid),
+                    uidl: r.get::<_, Option<String>>(5)?.map(Uidl),
+                    file: r.get(6)?,
+                    message_id: r.get(7)?,
+                    size: r.get::<_, Option<i64>>(8)?.unwrap_or(0).max(0) as u64,
+                    date: r.get::<_, Option<i64>>(9)?.unwrap_or(0),
+                    reason: r.get(10)?,
+                    proof: r.get(11)?,
+                    method: r.get(12)?,
+                    msg_row: r.get(13)?,
+                },
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every record whose copy is in `target` (a Maildir): its unique name
+    /// → row ids, so prune of that Maildir can mark the copies it removes.
+    pub fn rows_by_location(&self, target: &str) -> Result<HashMap<String, Vec<i64>>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, location FROM messages WHERE target = ?1 AND location IS NOT NULL \
+             AND target_removed_at IS NULL",
+        )?;
+        let mut out: HashMap<String, Vec<i64>> = HashMap::new();
+        let mut rows = st.query(params![target])?;
+        while let Some(r) = rows.next()? {
+            let loc: String = r.get(1)?;
+            let unique = loc.split(',').next().unwrap_or(&loc).to_string();
+            out.entry(unique).or_default().push(r.get(0)?);
+        }
+        Ok(out)
+    }
+
+    /// Prune's history per account and folder (for `status`).
+    pub fn deletion_report(&self) -> Result<Vec<DeletionSummary>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT account, folder, COALESCE(SUM(outcome = 'deleted'), 0), \
+             COALESCE(SUM(CASE WHEN outcome = 'deleted' THEN size ELSE 0 END), 0), \
+             COALESCE(SUM(outcome IS NULL), 0), MAX(done_at) \
+             FROM deletions GROUP BY account, folder ORDER BY account, folder",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(DeletionSummary {
+                account: r.get(0)?,
+                folder: FolderName::new(r.get::<_, String>(1)?),
+                deleted: r.get::<_, i64>(2)?.max(0) as u64,
+                bytes: r.get::<_, i64>(3)?.max(0) as u64,
+                pending: r.get::<_, i64>(4)?.max(0) as u64,
+                last_at: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }
 

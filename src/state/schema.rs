@@ -3,7 +3,7 @@
 //! so every state file reaches the same schema whatever version made it.
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-pub(crate) const MIGRATIONS: &[&str] = &[V1];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
 
 const V1: &str = r#"
 CREATE TABLE accounts (
@@ -66,4 +66,35 @@ CREATE TABLE runs (
     failed      INTEGER NOT NULL DEFAULT 0,
     error       TEXT
 );
+"#;
+
+/// Prune (SPEC §2): a write-ahead log of every deletion, written before the
+/// server is asked and completed when it confirmed, so a run killed in
+/// between leaves a record of each message that may be gone; and the
+/// removal of a target copy (a pruned Maildir file), so a pruned backup is
+/// no longer taken as proof that a message is stored.
+const V2: &str = r#"
+ALTER TABLE messages ADD COLUMN target_removed_at INTEGER;
+
+CREATE TABLE deletions (
+    id          INTEGER PRIMARY KEY,
+    run_id      INTEGER,
+    account     TEXT NOT NULL,   -- account key, or maildir:/abs for a local Maildir
+    folder      TEXT NOT NULL,   -- decoded, '/'-separated
+    uidvalidity INTEGER,
+    uid         INTEGER,
+    uidl        TEXT,
+    file        TEXT,            -- Maildir unique name
+    message_id  TEXT,
+    size        INTEGER,
+    date        INTEGER,         -- the date the rules judged, unix seconds
+    reason      TEXT NOT NULL,   -- e.g. older-than 365d
+    proof       TEXT,            -- how a stored copy was proven, if asked for
+    method      TEXT NOT NULL,   -- expunge, trash, dele, unlink
+    msg_row     INTEGER,         -- messages.id this deletion concerns, if any
+    planned_at  INTEGER NOT NULL,
+    done_at     INTEGER,         -- NULL while in flight (or killed)
+    outcome     TEXT             -- NULL pending, deleted, kept (still there on a later run)
+);
+CREATE INDEX deletions_pending ON deletions (account, folder) WHERE outcome IS NULL;
 "#;

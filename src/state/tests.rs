@@ -268,3 +268,62 @@ fn runs_history() {
         Some(50)
     );
 }
+
+#[test]
+fn deletion_log_is_written_ahead_and_settled() {
+    let t = tempfile::tempdir().unwrap();
+    let mut s = State::open(&t.path().join("s.db")).unwrap();
+    let f = s.folder(ACCT, &FolderName::inbox()).unwrap();
+    s.record_batch(f.id, &[rec(9, 1), rec(9, 2)], 100).unwrap();
+    let rows = s.messages(f.id).unwrap();
+    let intent = |uid: u32, row: i64, method: &str| DeletionIntent {
+        account: ACCT.into(),
+        folder: FolderName::inbox(),
+        uidvalidity: Some(UidValidity(9)),
+        uid: Some(Uid(uid)),
+        uidl: None,
+        file: None,
+        message_id: None,
+        size: 10,
+        date: 5,
+        reason: "older-than 30d".into(),
+        proof: Some("state".into()),
+        method: method.into(),
+        msg_row: Some(row),
+    };
+    let ids = s
+        .log_deletions(
+            &[
+                intent(1, rows[0].id, "expunge"),
+                intent(2, rows[1].id, "unlink"),
+            ],
+            200,
+        )
+        .unwrap();
+    let pending = s.pending_deletions(ACCT, &FolderName::inbox()).unwrap();
+    assert_eq!(pending.len(), 2);
+    assert_eq!(pending[0].intent, intent(1, rows[0].id, "expunge"));
+    s.finish_deletions(&ids, true, 300).unwrap();
+    assert!(
+        s.pending_deletions(ACCT, &FolderName::inbox())
+            .unwrap()
+            .is_empty()
+    );
+    let rows = s.messages(f.id).unwrap();
+    assert_eq!(rows[0].deleted_at, Some(300));
+    assert_eq!(
+        rows[0].delete_reason.as_deref(),
+        Some("prune: older-than 30d")
+    );
+    assert_eq!(rows[1].deleted_at, None);
+    assert_eq!(rows[1].target_removed_at, Some(300));
+    assert_eq!(s.rows_by_location(TARGET).unwrap().len(), 1);
+    // settling twice changes nothing; a kept deletion marks nothing
+    s.finish_deletions(&ids, false, 400).unwrap();
+    let id = s
+        .log_deletions(&[intent(1, rows[0].id, "dele")], 500)
+        .unwrap();
+    s.finish_deletions(&id, false, 600).unwrap();
+    let rep = s.deletion_report().unwrap();
+    assert_eq!((rep[0].deleted, rep[0].bytes, rep[0].pending), (2, 20, 0));
+}

@@ -15,5 +15,6 @@ mod imap_client;
 mod pop3_client;
 mod pop3_fake;
 mod proxy;
+mod prune;
 mod push;
 mod status;

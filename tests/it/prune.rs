@@ -1,0 +1,595 @@
+//! `mailferry prune` against the real Dovecot (IMAP and POP3) and a
+//! Maildir: each rule and their union, the dry-run listing equal to what
+//! a real run deletes, only-if-stored refusing an unbacked message, the
+//! mass-delete guard, and kills during a prune leaving state and server
+//! consistent.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::cli::{Env, Run};
+use crate::common::{Dovecot, Message, corpus::rfc2822_date};
+
+const DAY: i64 = 86_400;
+const NOW: i64 = 2_000_000_000;
+
+/// A message `age_days` old (INTERNALDATE and Date:), with a body of
+/// `body` bytes and Maildir flag letters `flags`.
+fn msg(i: usize, age_days: i64, body: usize, flags: &str) -> Message {
+    let date = NOW - age_days * DAY;
+    let mid = format!("<m{i}@prune.test>");
+    let raw = format!(
+        "From: a@example.org\nTo: b@example.org\nSubject: message {i}\nMessage-ID: {mid}\nDate: {}\n\n{}\n",
+        rfc2822_date(date as u64, 0),
+        "x".repeat(body)
+    );
+    Message {
+        raw: raw.into_bytes(),
+        internal_date: UNIX_EPOCH + Duration::from_secs(date as u64),
+        flags: flags.into(),
+        message_id: Some(mid),
+    }
+}
+
+fn run_at(env: &Env, dv: &Dovecot, args: &[&str]) -> Run {
+    let ca = dv.ca_file().display().to_string();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--ca-file", &ca, "--json"]);
+    crate::cli::to_run(
+        env.cmd(dv.password())
+            .env("MAILFERRY_NOW", NOW.to_string())
+            .args(&all)
+            .output()
+            .unwrap(),
+    )
+}
+
+fn prune(env: &Env, dv: &Dovecot, on: &str, extra: &[&str]) -> Run {
+    let mut args = vec!["prune", "--on", on];
+    args.extend_from_slice(extra);
+    run_at(env, dv, &args)
+}
+
+fn summary(r: &Run) -> serde_json::Value {
+    let last = r
+        .json()
+        .pop()
+        .unwrap_or_else(|| panic!("no output: {}", r.stderr));
+    assert_eq!(last["event"], "summary", "{}", r.stdout);
+    last
+}
+
+/// (folder, uid or uidl) of the `delete` events, and whether all were dry.
+fn deletes(r: &Run, dry: bool) -> BTreeSet<(String, String)> {
+    r.json()
+        .into_iter()
+        .filter(|e| e["event"] == "delete")
+        .map(|e| {
+            assert_eq!(e["dry_run"], dry, "{e}");
+            assert!(e["date"].is_string() && e["size"].is_u64() && e["reason"].is_string());
+            let id = if e["uid"].is_u64() {
+                e["uid"].to_string()
+            } else {
+                e["uidl"].as_str().unwrap().to_string()
+            };
+            (e["folder"].as_str().unwrap().to_string(), id)
+        })
+        .collect()
+}
+
+fn uids(r: &Run) -> Vec<u64> {
+    let mut v: Vec<u64> = deletes(r, true)
+        .into_iter()
+        .map(|(_, u)| u.parse().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// INBOX: UID i+1 is `corpus[i]`. Ages in days, flags; UID 6 is large.
+fn inbox() -> Vec<Message> {
+    vec![
+        msg(1, 400, 100, "S"),
+        msg(2, 400, 100, "F"),
+        msg(3, 300, 100, ""),
+        msg(4, 200, 100, "S"),
+        msg(5, 100, 100, ""),
+        msg(6, 50, 20_000, "S"),
+        msg(7, 10, 100, ""),
+        msg(8, 5, 100, "S"),
+        msg(9, 2, 100, ""),
+        msg(10, 1, 100, ""),
+    ]
+}
+
+#[test]
+fn imap_each_rule_their_union_and_dry_run_equals_real_run() {
+    let dv = Dovecot::start();
+    dv.deliver(dv.user(), "INBOX", &inbox());
+    let env = Env::new();
+    let url = dv.url("imaps");
+    let dry = |extra: &[&str]| {
+        let mut a = vec!["--dry-run"];
+        a.extend_from_slice(extra);
+        let r = prune(&env, &dv, &url, &a);
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        uids(&r)
+    };
+    // older-than: by INTERNALDATE; flagged UID 2 kept unless asked
+    assert_eq!(dry(&["--older-than", "365"]), vec![1]);
+    assert_eq!(
+        dry(&["--older-than", "365", "--include-flagged"]),
+        vec![1, 2]
+    );
+    assert_eq!(dry(&["--older-than", "150"]), vec![1, 3, 4]);
+    // larger-than
+    assert_eq!(dry(&["--larger-than", "10k"]), vec![6]);
+    // keep-last: the newest 6 unflagged stay
+    assert_eq!(dry(&["--keep-last", "6"]), vec![1, 3, 4]);
+    // max-total: oldest (unflagged) go first until the folder fits
+    let sizes: Vec<usize> = inbox().iter().map(|m| m.rfc822_size()).collect();
+    let max = sizes.iter().sum::<usize>() - sizes[0] - sizes[2] - sizes[3] - 1;
+    assert_eq!(dry(&["--max-total", &max.to_string()]), vec![1, 3, 4, 5]);
+    // only-unread
+    assert_eq!(dry(&["--older-than", "150", "--only-unread"]), vec![3]);
+    // the union, listed with subject
+    let union = ["--older-than", "250", "--larger-than", "10k", "--yes"];
+    let r = prune(&env, &dv, &url, &[&union[..], &["--dry-run"]].concat());
+    let planned = deletes(&r, true);
+    assert_eq!(uids(&r), vec![1, 3, 6]);
+    let ev = r
+        .json()
+        .into_iter()
+        .find(|e| e["event"] == "delete" && e["uid"] == 6)
+        .unwrap();
+    assert_eq!(ev["subject"], "message 6");
+    assert_eq!(ev["message_id"], "m6@prune.test");
+    assert_eq!(ev["reason"], "larger-than 10240");
+    assert_eq!(
+        dv.status(dv.user(), "INBOX").messages,
+        10,
+        "dry run changed nothing"
+    );
+    assert_eq!(summary(&r)["deleted"], 3);
+
+    let r = prune(&env, &dv, &url, &union);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(deletes(&r, false), planned);
+    assert_eq!(summary(&r)["deleted"], 3);
+    assert_eq!(dv.status(dv.user(), "INBOX").messages, 7);
+    // a rerun finds nothing more
+    let r = prune(&env, &dv, &url, &union);
+    assert_eq!(summary(&r)["deleted"], 0, "{}", r.stdout);
+    // every deletion is in the state's history, with its reason
+    let st = mailferry::state::State::open(&env.state()).unwrap();
+    let rep = st.deletion_report().unwrap();
+    assert_eq!((rep[0].deleted, rep[0].pending), (3, 0));
+
+    // --to-trash moves to the special-use Trash instead
+    dv.create_folder(dv.user(), "Trash");
+    let r = prune(
+        &env,
+        &dv,
+        &url,
+        &["--older-than", "150", "--to-trash", "--yes"],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(summary(&r)["deleted"], 1, "{}", r.stdout);
+    assert_eq!(dv.status(dv.user(), "INBOX").messages, 6);
+    assert_eq!(dv.status(dv.user(), "Trash").messages, 1);
+}
+
+#[test]
+fn mass_delete_guard_stops_before_anything_is_deleted() {
+    let dv = Dovecot::start();
+    let msgs: Vec<Message> = (0..30).map(|i| msg(i, 100 + i as i64, 50, "")).collect();
+    dv.deliver(dv.user(), "INBOX", &msgs);
+    let env = Env::new();
+    let url = dv.url("imaps");
+    // default: more than 10% of a folder
+    let r = prune(&env, &dv, &url, &["--older-than", "125"]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("--yes"), "{}", r.stdout);
+    assert_eq!(dv.status(dv.user(), "INBOX").messages, 30);
+    // explicit limit below the plan
+    let r = prune(
+        &env,
+        &dv,
+        &url,
+        &["--older-than", "125", "--max-delete", "3"],
+    );
+    assert_eq!(r.code, 2);
+    assert_eq!(dv.status(dv.user(), "INBOX").messages, 30);
+    // a dry run warns but lists
+    let r = prune(&env, &dv, &url, &["--older-than", "125", "--dry-run"]);
+    assert_eq!(r.code, 0);
+    assert_eq!(uids(&r).len(), 4);
+    assert!(r.json().iter().any(|e| e["event"] == "warning"));
+    // under the explicit limit, or with --yes, it goes
+    let r = prune(
+        &env,
+        &dv,
+        &url,
+        &["--older-than", "125", "--max-delete", "4"],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(dv.status(dv.user(), "INBOX").messages, 26);
+    let r = prune(&env, &dv, &url, &["--older-than", "110", "--yes"]);
+    assert_eq!(summary(&r)["deleted"], 15);
+    assert_eq!(dv.status(dv.user(), "INBOX").messages, 11);
+}
+
+fn fetch(env: &Env, dv: &Dovecot, to: &Path) -> Run {
+    let url = dv.url("imaps");
+    let r = run_at(
+        env,
+        dv,
+        &["fetch", "--from", &url, "--to", to.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    r
+}
+
+#[test]
+fn only_if_stored_deletes_what_the_backup_holds_and_keeps_the_rest() {
+    let dv = Dovecot::start();
+    dv.deliver(
+        dv.user(),
+        "INBOX",
+        &[
+            msg(1, 400, 100, ""),
+            msg(2, 400, 100, ""),
+            msg(3, 400, 100, ""),
+        ],
+    );
+    let env = Env::new();
+    let backup = env.path("backup");
+    fetch(&env, &dv, &backup);
+    // After the backup: UID 4 is not backed up at all; UID 5 is not in the
+    // state but a copy sits in the backup (put there by hand); the backup
+    // file of UID 3 was removed.
+    let late = [msg(4, 400, 100, ""), msg(5, 400, 100, "")];
+    dv.deliver(dv.user(), "INBOX", &late);
+    std::fs::write(backup.join("cur/handmade:2,S"), late[1].raw_crlf()).unwrap();
+    let files = crate::fetch_imap::maildir_files(&backup);
+    let f3 = files["INBOX"]
+        .iter()
+        .find(|p| {
+            String::from_utf8_lossy(&crate::fetch_imap::wire(p)).contains("Subject: message 3\r\n")
+        })
+        .unwrap();
+    std::fs::remove_file(f3).unwrap();
+
+    let url = dv.url("imaps");
+    let args = [
+        "--older-than",
+        "30",
+        "--only-if-stored-in",
+        backup.to_str().unwrap(),
+        "--yes",
+    ];
+    let r = prune(&env, &dv, &url, &[&args[..], &["--dry-run"]].concat());
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(uids(&r), vec![1, 2, 5]);
+    let kept: Vec<String> = r
+        .json()
+        .into_iter()
+        .filter(|e| e["event"] == "warning")
+        .map(|e| e["message"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(
+        kept.iter()
+            .any(|w| w.contains("UID 3") && w.contains("no stored copy"))
+    );
+    assert!(kept.iter().any(|w| w.contains("UID 4")));
+    assert_eq!(summary(&r)["skipped"], 2);
+
+    let r = prune(&env, &dv, &url, &args);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(
+        deletes(&r, false)
+            .into_iter()
+            .map(|(_, u)| u)
+            .collect::<Vec<_>>(),
+        vec!["1", "2", "5"]
+    );
+    assert_eq!(dv.status(dv.user(), "INBOX").messages, 2);
+    // the state's records of the backed-up ones say deleted, with why
+    let st = mailferry::state::State::open(&env.state()).unwrap();
+    let rows: Vec<_> = st
+        .folder_report()
+        .unwrap()
+        .into_iter()
+        .filter(|f| f.folder.as_str() == "INBOX")
+        .collect();
+    assert_eq!(rows[0].deleted, 2);
+    drop(st);
+    let r = env.run("unused", &["status", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let h = r
+        .json()
+        .into_iter()
+        .find(|e| e["event"] == "prune_history")
+        .unwrap_or_else(|| panic!("{}", r.stdout));
+    assert_eq!(
+        (h["deleted"].as_u64(), h["pending"].as_u64()),
+        (Some(3), Some(0))
+    );
+    assert_eq!(h["folder"], "INBOX");
+}
+
+#[test]
+fn maildir_prune_removes_files_and_the_backup_stops_proving_them() {
+    let dv = Dovecot::start();
+    dv.deliver(
+        dv.user(),
+        "INBOX",
+        &[
+            msg(1, 4000, 100, ""),
+            msg(2, 3700, 100, "F"),
+            msg(3, 10, 100, ""),
+        ],
+    );
+    let env = Env::new();
+    let backup = env.path("backup");
+    fetch(&env, &dv, &backup);
+    let b = backup.to_str().unwrap();
+    // 10 years: only message 1 (message 2 is flagged)
+    let r = prune(
+        &env,
+        &dv,
+        b,
+        &["--older-than", "3650", "--yes", "--dry-run"],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let planned = deletes(&r, true);
+    assert_eq!(planned.len(), 1);
+    let r = prune(&env, &dv, b, &["--older-than", "3650", "--yes"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(deletes(&r, false), planned);
+    assert_eq!(crate::fetch_imap::maildir_files(&backup)["INBOX"].len(), 2);
+    // the server copy of message 1 is no longer proven stored in the backup
+    let url = dv.url("imaps");
+    let r = prune(
+        &env,
+        &dv,
+        &url,
+        &[
+            "--older-than",
+            "30",
+            "--include-flagged",
+            "--only-if-stored-in",
+            b,
+            "--dry-run",
+        ],
+    );
+    assert_eq!(uids(&r), vec![2], "{}", r.stdout);
+}
+
+#[test]
+fn pop3_prune_by_date_header_commits_at_quit() {
+    let dv = Dovecot::start();
+    dv.deliver(
+        dv.user(),
+        "INBOX",
+        &[
+            msg(1, 400, 100, ""),
+            msg(2, 10, 100, ""),
+            msg(3, 500, 100, ""),
+        ],
+    );
+    let env = Env::new();
+    let url = dv.url("pop3s");
+    let r = prune(
+        &env,
+        &dv,
+        &url,
+        &["--older-than", "365", "--yes", "--dry-run"],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let planned = deletes(&r, true);
+    assert_eq!(planned.len(), 2);
+    let subjects: BTreeSet<String> = r
+        .json()
+        .into_iter()
+        .filter(|e| e["event"] == "delete")
+        .map(|e| e["subject"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        subjects,
+        ["message 1", "message 3"].map(String::from).into()
+    );
+    let r = prune(&env, &dv, &url, &["--older-than", "365", "--yes"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(deletes(&r, false), planned);
+    assert_eq!(dv.status(dv.user(), "INBOX").messages, 1);
+
+    // only-if-stored over POP3: fetched ones are proven by the state
+    dv.deliver(dv.user(), "INBOX", &[msg(4, 400, 100, "")]);
+    let backup = env.path("backup");
+    let r = run_at(
+        &env,
+        &dv,
+        &["fetch", "--from", &url, "--to", backup.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    dv.deliver(dv.user(), "INBOX", &[msg(5, 400, 100, "")]);
+    let r = prune(
+        &env,
+        &dv,
+        &url,
+        &[
+            "--older-than",
+            "365",
+            "--only-if-stored-in",
+            backup.to_str().unwrap(),
+            "--yes",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(summary(&r)["deleted"], 1, "{}", r.stdout);
+    assert_eq!(summary(&r)["skipped"], 1);
+    assert_eq!(dv.status(dv.user(), "INBOX").messages, 2);
+}
+
+#[test]
+fn killed_during_prune_leaves_every_deletion_recorded_and_a_rerun_finishes() {
+    let dv = Dovecot::start();
+    let n = 4000usize;
+    let msgs: Vec<Message> = (0..n)
+        .map(|i| msg(i, 400 + (i % 50) as i64, 60, ""))
+        .collect();
+    dv.deliver(dv.user(), "INBOX", &msgs);
+    let env = Env::new();
+    let url = dv.url("imaps");
+    let ca = dv.ca_file().display().to_string();
+    let mut seen = Vec::new();
+    // Kills later and later, until a run gets to finish: some land while
+    // planning, some between the log and the server's answer, some
+    // between batches.
+    let mut delay_ms = 300u64;
+    while seen.last() != Some(&0) && seen.len() < 40 {
+        delay_ms += 60;
+        let mut child = env
+            .cmd(dv.password())
+            .env("MAILFERRY_NOW", NOW.to_string())
+            .args([
+                "prune",
+                "--on",
+                &url,
+                "--older-than",
+                "365",
+                "--yes",
+                "--ca-file",
+                &ca,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let left = dv.status(dv.user(), "INBOX").messages as usize;
+        seen.push(left);
+        // Every message gone from the server is in the deletion log
+        // (settled or still pending), never silently lost.
+        let logged = logged(&env);
+        assert!(
+            logged >= n - left,
+            "{} gone from the server but only {logged} logged",
+            n - left
+        );
+    }
+    eprintln!("messages left after each kill: {seen:?}");
+    assert!(
+        seen.iter().any(|&l| l > 0 && l < n),
+        "no kill landed mid-prune: {seen:?}"
+    );
+    let r = prune(&env, &dv, &url, &["--older-than", "365", "--yes"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(dv.status(dv.user(), "INBOX").messages, 0);
+    let st = mailferry::state::State::open(&env.state()).unwrap();
+    let rep = st.deletion_report().unwrap();
+    assert_eq!(rep[0].pending, 0, "the rerun settled what the kills left");
+    assert_eq!(rep[0].deleted, n as u64);
+}
+
+/// Deletions logged in the state (any outcome), read without the lock.
+fn logged(env: &Env) -> usize {
+    if !env.state().exists() {
+        return 0;
+    }
+    let st = mailferry::state::State::open(&env.state()).unwrap();
+    st.deletion_report()
+        .unwrap()
+        .iter()
+        .map(|r| (r.deleted + r.pending) as usize)
+        .sum()
+}
+
+#[test]
+fn only_if_stored_in_an_imap_account_looks_messages_up_there() {
+    let (a, b) = (Dovecot::start(), Dovecot::start());
+    let m = [
+        msg(1, 400, 100, ""),
+        msg(2, 400, 100, ""),
+        msg(3, 400, 100, ""),
+    ];
+    a.deliver(a.user(), "INBOX", &m);
+    // the other account holds 1 in INBOX, 3 only in another folder (not
+    // the INBOX's counterpart), 2 nowhere
+    b.deliver(b.user(), "INBOX", &[m[0].clone()]);
+    b.deliver(b.user(), "Archive", &[m[2].clone()]);
+    let env = Env::new();
+    let pem = env.path("ca.pem");
+    let mut ca = std::fs::read(a.ca_file()).unwrap();
+    ca.extend(std::fs::read(b.ca_file()).unwrap());
+    std::fs::write(&pem, ca).unwrap();
+    let r = crate::cli::to_run(
+        env.cmd(a.password())
+            .env("MAILFERRY_NOW", NOW.to_string())
+            .env("MAILFERRY_TO_PASSWORD", b.password())
+            .args([
+                "prune",
+                "--on",
+                &a.url("imaps"),
+                "--older-than",
+                "30",
+                "--only-if-stored-in",
+                &b.url("imaps"),
+                "--yes",
+                "--ca-file",
+                pem.to_str().unwrap(),
+                "--json",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(
+        deletes(&r, false)
+            .into_iter()
+            .map(|(_, u)| u)
+            .collect::<Vec<_>>(),
+        vec!["1"]
+    );
+    assert_eq!(summary(&r)["skipped"], 2);
+    assert_eq!(a.status(a.user(), "INBOX").messages, 2);
+}
+
+#[test]
+fn without_uidplus_prune_refuses_a_bare_expunge_unless_allowed() {
+    let caps = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ NAMESPACE CONDSTORE LIST-EXTENDED SPECIAL-USE";
+    let dv = Dovecot::start_with(
+        crate::common::DovecotOpts::default().config(&format!("imap_capability = {caps}")),
+    );
+    dv.deliver(
+        dv.user(),
+        "INBOX",
+        &[msg(1, 400, 100, ""), msg(2, 1, 100, "")],
+    );
+    let env = Env::new();
+    let url = dv.url("imaps");
+    for dry in [true, false] {
+        let mut args = vec!["--older-than", "30", "--yes"];
+        if dry {
+            args.push("--dry-run");
+        }
+        let r = prune(&env, &dv, &url, &args);
+        assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+        assert!(r.stdout.contains("--allow-expunge-all"), "{}", r.stdout);
+        assert!(deletes(&r, dry).is_empty());
+    }
+    assert_eq!(dv.status(dv.user(), "INBOX").messages, 2);
+    let r = prune(
+        &env,
+        &dv,
+        &url,
+        &["--older-than", "30", "--yes", "--allow-expunge-all"],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(dv.status(dv.user(), "INBOX").messages, 1);
+}
