@@ -225,8 +225,9 @@ async fn sync(mut c: Pop3Client, sh: &Shared<'_>) -> Result<()> {
 
 /// LIST and UIDL (or the header-digest fallback), one entry per identity.
 async fn list(c: &mut Pop3Client, sh: &Shared<'_>) -> Result<Vec<Listed>> {
-    let sizes: HashMap<u32, u64> = c.list_all().await?.into_iter().collect();
-    let ids = match c.uidl_all().await? {
+    let (sizes, ids) = c.list_and_uidl().await?;
+    let sizes: HashMap<u32, u64> = sizes.into_iter().collect();
+    let ids = match ids {
         Some(ids) => ids,
         None => {
             sh.ctx.reporter.warning(

@@ -410,6 +410,11 @@ impl Pop3Client {
     /// Sends a multi-line command: `Ok(Err(status))` for `-ERR`.
     async fn multi(&mut self, cmd: Command) -> Result<std::result::Result<Vec<u8>, Status>> {
         self.send(std::slice::from_ref(&cmd)).await?;
+        self.read_multi().await
+    }
+
+    /// Reads one multi-line response: `Ok(Err(status))` for `-ERR`.
+    async fn read_multi(&mut self) -> Result<std::result::Result<Vec<u8>, Status>> {
         let st = self.read_status().await?;
         if !st.ok {
             return Ok(Err(st));
@@ -603,25 +608,54 @@ impl Pop3Client {
     /// UIDL for every message; `None` when the server has no UIDL (then
     /// the caller falls back to a header digest, SPEC §2 fetch).
     pub async fn uidl_all(&mut self) -> Result<Option<Vec<(u32, Uidl)>>> {
-        let Ok(body) = self.multi(Command::Uidl(None)).await? else {
-            return Ok(None);
-        };
-        codec::lines(&body)
+        match self.multi(Command::Uidl(None)).await? {
+            Ok(body) => self.parse_uidl(&body).map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn parse_uidl(&self, body: &[u8]) -> Result<Vec<(u32, Uidl)>> {
+        codec::lines(body)
             .map(|l| codec::parse_uidl_line(l).map_err(|e| self.protocol(format!("UIDL: {e}"))))
-            .collect::<Result<Vec<_>>>()
-            .map(Some)
+            .collect()
+    }
+
+    fn parse_list(&self, body: &[u8]) -> Result<Vec<(u32, u64)>> {
+        codec::lines(body)
+            .map(|l| codec::parse_list_line(l).map_err(|e| self.protocol(format!("LIST: {e}"))))
+            .collect()
     }
 
     /// LIST for every message: (msgno, size in octets as the server counts
     /// them, CRLF line endings).
     pub async fn list_all(&mut self) -> Result<Vec<(u32, u64)>> {
-        let body = match self.multi(Command::List(None)).await? {
-            Ok(b) => b,
+        match self.multi(Command::List(None)).await? {
+            Ok(b) => self.parse_list(&b),
+            Err(st) => Err(self.protocol(format!("LIST: {st}"))),
+        }
+    }
+
+    /// LIST and UIDL together: both commands in one write when the server
+    /// pipelines, so a no-op rerun costs one round trip for its listing.
+    /// The UIDL part is `None` when the server has no UIDL.
+    #[allow(clippy::type_complexity)]
+    pub async fn list_and_uidl(&mut self) -> Result<(Vec<(u32, u64)>, Option<Vec<(u32, Uidl)>>)> {
+        if self.window <= 1 {
+            return Ok((self.list_all().await?, self.uidl_all().await?));
+        }
+        self.send(&[Command::List(None), Command::Uidl(None)])
+            .await?;
+        let list = self.read_multi().await?;
+        let uidl = self.read_multi().await?;
+        let sizes = match list {
+            Ok(b) => self.parse_list(&b)?,
             Err(st) => return Err(self.protocol(format!("LIST: {st}"))),
         };
-        codec::lines(&body)
-            .map(|l| codec::parse_list_line(l).map_err(|e| self.protocol(format!("LIST: {e}"))))
-            .collect()
+        let ids = match uidl {
+            Ok(b) => Some(self.parse_uidl(&b)?),
+            Err(_) => None,
+        };
+        Ok((sizes, ids))
     }
 
     /// Headers plus `lines` body lines, for a Message-ID/Date without
@@ -635,16 +669,22 @@ impl Pop3Client {
 
     /// One whole message, byte-exact. For many, use [`retr_many`](Self::retr_many).
     pub async fn retr(&mut self, msgno: u32) -> Result<Vec<u8>> {
-        self.send(&[Command::Retr(msgno)]).await?;
-        self.read_retr(msgno).await
+        let cmd = Command::Retr(msgno);
+        self.send(std::slice::from_ref(&cmd)).await?;
+        self.read_retr(&cmd).await
     }
 
-    /// Reads one RETR response: Err with `broken` false is a per-message
-    /// failure, with `broken` true a lost session.
-    async fn read_retr(&mut self, msgno: u32) -> Result<Vec<u8>> {
+    /// Reads the response to `cmd` (RETR or TOP): Err with `broken` false
+    /// is a per-message failure, with `broken` true a lost session.
+    async fn read_retr(&mut self, cmd: &Command) -> Result<Vec<u8>> {
         let st = self.read_status().await?;
         if !st.ok {
-            return Err(self.protocol(format!("RETR {msgno}: {st}")));
+            let what = match cmd {
+                Command::Retr(n) => format!("RETR {n}"),
+                Command::Top(n, l) => format!("TOP {n} {l}"),
+                other => format!("{other:?}"),
+            };
+            return Err(self.protocol(format!("{what}: {st}")));
         }
         // "+OK 1234 octets": presize, but never trust it for more than 16 MiB.
         let hint = st
@@ -664,20 +704,51 @@ impl Pop3Client {
     /// not sent. If the receiver goes away, the commands in flight are
     /// drained and the call returns `Ok`.
     pub async fn retr_many(&mut self, msgnos: &[u32], tx: mpsc::Sender<Fetched>) -> Result<()> {
+        self.pipelined(msgnos, Command::Retr, async |msgno, result| {
+            tx.send(Fetched { msgno, result }).await.is_ok()
+        })
+        .await
+    }
+
+    /// `TOP n lines` for each of `msgnos`, pipelined like
+    /// [`retr_many`](Self::retr_many); `each` gets every response in order
+    /// (a per-message `-ERR` as its `Err`) and returns false to stop.
+    /// Headers without UIDL, dates for prune: one round trip per window,
+    /// not per message.
+    pub async fn top_each(
+        &mut self,
+        msgnos: &[u32],
+        lines: u32,
+        mut each: impl FnMut(u32, Result<Vec<u8>>) -> bool,
+    ) -> Result<()> {
+        self.pipelined(msgnos, |n| Command::Top(n, lines), async |n, r| each(n, r))
+            .await
+    }
+
+    /// Sends `command(n)` for each of `msgnos` through the write-ahead
+    /// window and hands each multi-line response to `each` in order; once
+    /// `each` returns false the commands in flight are drained. A lost
+    /// connection is the `Err`.
+    async fn pipelined(
+        &mut self,
+        msgnos: &[u32],
+        command: impl Fn(u32) -> Command,
+        mut each: impl AsyncFnMut(u32, Result<Vec<u8>>) -> bool,
+    ) -> Result<()> {
         let mut w = Window::new(msgnos.len(), self.window);
         while let Some(i) = w.next_response() {
             if let Some(range) = w.refill() {
-                let cmds: Vec<Command> = msgnos[range].iter().map(|&n| Command::Retr(n)).collect();
+                let cmds: Vec<Command> = msgnos[range].iter().map(|&n| command(n)).collect();
                 self.send(&cmds).await?;
             }
             let msgno = msgnos[i];
-            let result = self.read_retr(msgno).await;
+            let result = self.read_retr(&command(msgno)).await;
             if self.broken {
                 return Err(result
                     .err()
                     .unwrap_or_else(|| self.protocol("session lost")));
             }
-            if !w.stopped && tx.send(Fetched { msgno, result }).await.is_err() {
+            if !w.stopped && !each(msgno, result).await {
                 w.stopped = true;
             }
         }
