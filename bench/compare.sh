@@ -4,6 +4,8 @@
 #
 #   IMAP → Maildir   mailferry vs mbsync (isync)        full run + no-op rerun
 #   POP3 → Maildir   mailferry vs mpop vs getmail6      full run + no-op rerun
+#   IMAP → IMAP      mailferry push vs mbsync (IMAP channel) vs imapsync
+#                    (if installed; not a Debian package)  full + no-op
 #   --large          mailferry vs mbsync, 100,000 small messages: no-op reruns
 #
 # Every tool starts from an empty target each round; rounds alternate which
@@ -27,6 +29,8 @@ Usage: bench/compare.sh [options]
                        the corpus generator's own default is 0.035]
   --no-imap            skip IMAP → Maildir
   --no-pop3            skip POP3 → Maildir
+  --no-push            skip IMAP → IMAP (push; needs the IMAP corpus, so
+                       also skipped with --no-imap)
   --no-getmail         skip getmail6 (slow: ~10 ms–100 ms per message)
   --getmail-rounds N   rounds for getmail6 [1]
   --getmail-timeout S  give up a getmail6 run after S seconds [300]
@@ -52,6 +56,7 @@ SEED=${SEED:-42}
 BIG_FRACTION=${BIG_FRACTION:-0.0175}
 DO_IMAP=1
 DO_POP3=1
+DO_PUSH=1
 DO_GETMAIL=1
 GETMAIL_ROUNDS=1
 GETMAIL_TIMEOUT=300
@@ -71,6 +76,7 @@ while [ $# -gt 0 ]; do
     --big-fraction) BIG_FRACTION=$2; shift ;;
     --no-imap) DO_IMAP=0 ;;
     --no-pop3) DO_POP3=0 ;;
+    --no-push) DO_PUSH=0 ;;
     --no-getmail) DO_GETMAIL=0 ;;
     --getmail-rounds) GETMAIL_ROUNDS=$2; shift ;;
     --getmail-timeout) GETMAIL_TIMEOUT=$2; shift ;;
@@ -107,21 +113,26 @@ die() { log "error: $*"; exit 1; }
 
 # ---------------------------------------------------------------- cleanup
 
-SB_PID=
+# Two sandbox slots: 8 serves the corpus, 7 an empty push target.
+declare -A SB_PIDS
+# sandbox_stop [FD]: EOF on the sandbox's stdin: it stops Dovecot, removes its dir.
 sandbox_stop() {
-    [ -n "$SB_PID" ] || return 0
-    exec 8>&- # EOF on the sandbox's stdin: it stops Dovecot, removes its dir
+    local fd=${1:-8}
+    local pid=${SB_PIDS[$fd]:-}
+    [ -n "$pid" ] || return 0
+    eval "exec $fd>&-"
     local i
     for i in $(seq 1 100); do
-        kill -0 "$SB_PID" 2>/dev/null || break
+        kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
-    kill -TERM "$SB_PID" 2>/dev/null
-    wait "$SB_PID" 2>/dev/null
-    SB_PID=
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    unset "SB_PIDS[$fd]"
 }
 cleanup() {
-    sandbox_stop
+    sandbox_stop 7
+    sandbox_stop 8
     if [ "$KEEP" = 1 ]; then
         log "scratch dir kept: $WORK"
     else
@@ -171,8 +182,12 @@ if [ ! -x $TIME ]; then
 fi
 [ -x $TIME ] || { TIME=; note "peak RSS not measured: /usr/bin/time not available"; }
 
-HAVE_MBSYNC=0 HAVE_MPOP=0 HAVE_GETMAIL=0
+HAVE_MBSYNC=0 HAVE_MPOP=0 HAVE_GETMAIL=0 HAVE_IMAPSYNC=0
 if need mbsync isync; then HAVE_MBSYNC=1; else note "skipped: mbsync (isync) not available"; fi
+if [ "$DO_IMAP" = 1 ] && [ "$DO_PUSH" = 1 ]; then
+    # imapsync is not packaged by Debian: used only if already installed.
+    if have imapsync; then HAVE_IMAPSYNC=1; else note "skipped: imapsync not installed (not a Debian package; https://imapsync.lamiral.info)"; fi
+fi
 if [ "$DO_POP3" = 1 ]; then
     if need mpop mpop; then HAVE_MPOP=1; else note "skipped: mpop not available"; fi
     if [ "$DO_GETMAIL" = 1 ]; then
@@ -191,26 +206,32 @@ fi
 # ---------------------------------------------------------------- sandbox
 
 SB_JSON=
-# sandbox_start NAME ARGS...: starts the sandbox, waits for its JSON line.
-sandbox_start() {
-    local name=$1
-    shift
+TSB_JSON=
+# sandbox_start NAME ARGS...: starts the corpus sandbox (slot 8), waits for
+# its JSON line (SB_JSON). target_start NAME ARGS...: the same in slot 7
+# (TSB_JSON), for an empty push target.
+sandbox_start() { sandbox_start_in 8 "$@" && SB_JSON=$SLOT_JSON; }
+target_start() { sandbox_start_in 7 "$@" && TSB_JSON=$SLOT_JSON; }
+sandbox_start_in() {
+    local fd=$1 name=$2
+    shift 2
     local fifo=$WORK/$name.stdin json=$WORK/$name.json
     rm -f "$fifo" "$json"
     mkfifo "$fifo"
     log "starting the sandbox: $*"
     "$SB" "$@" <"$fifo" >"$json" 2>"$WORK/$name.log" &
-    SB_PID=$!
-    exec 8>"$fifo" # held open for as long as the sandbox should serve
+    local pid=$!
+    SB_PIDS[$fd]=$pid
+    eval "exec $fd>\"\$fifo\"" # held open for as long as the sandbox should serve
     local i
     for i in $(seq 1 6000); do
         if [ -s "$json" ] && [ "$(tail -c 2 "$json")" = "}" ]; then
-            SB_JSON=$(head -n 1 "$json")
+            SLOT_JSON=$(head -n 1 "$json")
             log "sandbox ready: $(grep -E 'generated|delivered|indexed' "$WORK/$name.log" |
                 sed 's/^sandbox: //' | paste -sd ';' -)"
             return 0
         fi
-        if ! kill -0 "$SB_PID" 2>/dev/null; then
+        if ! kill -0 "$pid" 2>/dev/null; then
             cat "$WORK/$name.log" >&2
             die "the sandbox exited before it was ready"
         fi
@@ -218,11 +239,12 @@ sandbox_start() {
     done
     die "the sandbox was not ready after 600 s"
 }
-# jget KEY: a string or number field of the sandbox's JSON line.
+# jget KEY [JSON]: a string or number field of a sandbox's JSON line
+# (default: the corpus sandbox's).
 jget() {
-    local v
-    v=$(printf '%s' "$SB_JSON" | sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p")
-    [ -n "$v" ] || v=$(printf '%s' "$SB_JSON" | sed -n "s/.*\"$1\":\([0-9.][0-9.]*\).*/\1/p")
+    local v j=${2-$SB_JSON}
+    v=$(printf '%s' "$j" | sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p")
+    [ -n "$v" ] || v=$(printf '%s' "$j" | sed -n "s/.*\"$1\":\([0-9.][0-9.]*\).*/\1/p")
     printf '%s' "$v"
 }
 
@@ -397,6 +419,94 @@ cmd_getmail() {
 }
 
 # rotate N WORDS...: the words rotated left by N.
+# ---------------------------------------------------------------- push
+# IMAP → IMAP: the corpus sandbox is the source; every timed run gets a
+# fresh empty target Dovecot with the other separator ('/'), so folder
+# mapping is part of the work. Globals from target_start: T_PORT T_CA T_PW T_MD.
+
+pushprep_mailferry() {
+    rm -f "$WORK/mailferry-push.db"*
+    cat "$CA" "$T_CA" >"$WORK/push-ca.pem"
+}
+pushcmd_mailferry() {
+    CMD=(env MAILFERRY_FROM_PASSWORD="$PW" MAILFERRY_TO_PASSWORD="$T_PW" "$MF" push
+        --from "$URL_IMAPS" --to "imaps://alice@localhost:$T_PORT"
+        --ca-file "$WORK/push-ca.pem" --state "$WORK/mailferry-push.db")
+}
+pushprep_mbsync() {
+    rm -rf "$WORK/mbsync-push-state"
+    mkdir -p "$WORK/mbsync-push-state"
+    cat >"$WORK/mbsyncrc-push" <<EOF
+IMAPAccount src
+Host localhost
+Port $PORT_IMAPS
+User alice
+Pass $PW
+SSLType IMAPS
+CertificateFile $CA
+
+IMAPStore src-remote
+Account src
+
+IMAPAccount dst
+Host localhost
+Port $T_PORT
+User alice
+Pass $T_PW
+SSLType IMAPS
+CertificateFile $T_CA
+
+IMAPStore dst-remote
+Account dst
+
+Channel bench
+Far :src-remote:
+Near :dst-remote:
+Patterns *
+Create Near
+Sync Pull
+SyncState $WORK/mbsync-push-state/
+CopyArrivalDate yes
+EOF
+}
+pushcmd_mbsync() { CMD=(mbsync -c "$WORK/mbsyncrc-push" -q bench); }
+pushprep_imapsync() { :; }
+pushcmd_imapsync() {
+    CMD=(imapsync --nolog --noreleasecheck
+        --host1 localhost --port1 "$PORT_IMAPS" --ssl1 --user1 alice --password1 "$PW"
+        --sslargs1 "SSL_ca_file=$CA"
+        --host2 localhost --port2 "$T_PORT" --ssl2 --user2 alice --password2 "$T_PW"
+        --sslargs2 "SSL_ca_file=$T_CA")
+}
+
+bench_push() {
+    local tools=(mailferry) r tool
+    [ "$HAVE_MBSYNC" = 1 ] && tools+=(mbsync)
+    [ "$HAVE_IMAPSYNC" = 1 ] && tools+=(imapsync)
+    for ((r = 1; r <= ROUNDS; r++)); do
+        ROUND=$r
+        log "push: round $r of $ROUNDS"
+        for tool in $(rotate $((r - 1)) "${tools[@]}"); do
+            target_start "push-target" --messages 0 --separator /
+            T_PORT=$(jget imaps_port "$TSB_JSON")
+            T_CA=$(jget ca_file "$TSB_JSON")
+            T_PW=$(jget password "$TSB_JSON")
+            T_MD=$(jget maildir "$TSB_JSON")
+            "pushprep_$tool"
+            "pushcmd_$tool"
+            measure push "$tool" "$r" full "$T_MD" "${CMD[@]}"
+            if [ "$M_RC" != 0 ]; then
+                note_failure "$tool" push full
+            else
+                note_warnings "$tool" push full
+                measure push "$tool" "$r" noop "$T_MD" "${CMD[@]}"
+                [ "$M_RC" = 0 ] || note_failure "$tool" push noop
+            fi
+            sandbox_stop 7
+        done
+    done
+}
+
 rotate() {
     local n=$1
     shift
@@ -475,6 +585,10 @@ if [ "$DO_IMAP" = 1 ]; then
     tools=(mailferry)
     [ "$HAVE_MBSYNC" = 1 ] && tools+=(mbsync)
     bench_job imap "${tools[@]}"
+    if [ "$DO_PUSH" = 1 ]; then
+        CORPUS[push]="${CORPUS[imap]} → an empty Dovecot whose separator is '/' (source: '.')"
+        bench_push
+    fi
     sandbox_stop
 fi
 
@@ -506,6 +620,7 @@ version() {
     mbsync) mbsync --version 2>/dev/null | head -n 1 ;;
     mpop) mpop --version 2>/dev/null | head -n 1 ;;
     getmail) getmail --version 2>/dev/null | head -n 1 ;;
+    imapsync) imapsync --version 2>/dev/null | head -n 1 ;;
     dovecot) /usr/sbin/dovecot --version 2>/dev/null | head -n 1 ;;
     esac
 }
@@ -553,6 +668,7 @@ counts_cell() { # JOB TOOL EXPECTED
 JOBNAME_imap="IMAP → Maildir"
 JOBNAME_pop3="POP3 → Maildir"
 JOBNAME_large="IMAP → Maildir, large"
+JOBNAME_push="IMAP → IMAP (push)"
 
 {
     echo "# mailferry vs peers — $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -567,12 +683,12 @@ JOBNAME_large="IMAP → Maildir, large"
     echo "| scratch fs | $(df -T "$WORK" | awk 'NR==2 {print $2}') ($WORK) |"
     echo "| load average | start $LOAD_START, end $LOAD_END |"
     echo "| server | $(version dovecot) (Dovecot, loopback, TLS: IMAPS/POP3S) |"
-    for t in mailferry mbsync mpop getmail; do
+    for t in mailferry mbsync mpop getmail imapsync; do
         v=$(version $t)
         [ -n "$v" ] && echo "| $t | $v |"
     done
     echo
-    for job in imap pop3 large; do
+    for job in imap push pop3 large; do
         [ -n "${CORPUS[$job]:-}" ] || continue
         echo "- corpus $job: ${CORPUS[$job]} (seed $SEED$([ "$job" != large ] && echo ", big fraction $BIG_FRACTION"))"
     done
@@ -580,14 +696,14 @@ JOBNAME_large="IMAP → Maildir, large"
     echo
     echo "| job | tool | full run | no-op rerun | peer/mailferry full | peer/mailferry no-op | peak RSS full | messages in target |"
     echo "|---|---|---|---|---|---|---|---|"
-    for job in imap pop3 large; do
+    for job in imap push pop3 large; do
         [ -n "${CORPUS[$job]:-}" ] || continue
         jn=JOBNAME_$job
         expected=$MESSAGES
         [ $job = large ] && expected=$LARGE_MESSAGES
         mf_full=$(mstat $job mailferry full 5)
         mf_noop=$(mstat $job mailferry noop 5)
-        for tool in mailferry mbsync mpop getmail; do
+        for tool in mailferry mbsync mpop getmail imapsync; do
             [ "$(nruns $job $tool full)" != 0 ] || continue
             full=$(cell $job $tool full)
             noop=$(cell $job $tool noop)

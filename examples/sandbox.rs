@@ -57,6 +57,10 @@ struct Args {
     /// Everything in INBOX (what POP3 sees)
     #[arg(long, alias = "pop3-only", conflicts_with = "folders")]
     inbox_only: bool,
+    /// Hierarchy separator clients see: '.' or '/' (a push target with the
+    /// other one shows the folder mapping at work)
+    #[arg(long, default_value_t = '.')]
+    separator: char,
 }
 
 fn folders(args: &Args) -> Vec<String> {
@@ -79,7 +83,7 @@ fn main() -> ExitCode {
     let t0 = Instant::now();
     let folder_names = folders(&args);
 
-    let dc = Dovecot::start();
+    let dc = Dovecot::start_with(common::DovecotOpts::default().separator(args.separator));
     eprintln!(
         "sandbox: Dovecot up in {} ({:.2} s)",
         dc.dir().display(),
