@@ -16,4 +16,5 @@ mod pop3_client;
 mod pop3_fake;
 mod proxy;
 mod push;
+mod push_sources;
 mod status;
