@@ -253,6 +253,11 @@ fn pop3_inbox_pushes_to_imap_once() {
     let from = src.url("pop3s");
     let pw = Some(src.password());
 
+    let r = go(&env, &["plan", "push"], &from, pw, &dst, &ca, &[]);
+    ok(&r);
+    assert_eq!(summary(&r)["copied"], msgs.len() as u64, "{}", r.stdout);
+    assert!(files(&dst, "INBOX").is_empty(), "plan must not copy");
+
     let r = go(&env, &["push"], &from, pw, &dst, &ca, &[]);
     ok(&r);
     assert_eq!(summary(&r)["copied"], msgs.len() as u64, "{}", r.stdout);
@@ -286,6 +291,32 @@ fn pop3_inbox_pushes_to_imap_once() {
         ok(&r);
         assert_eq!(summary(&r)["failed"], 0, "{}", r.stdout);
     }
+
+    // verify POP3 against a Maildir that fetch wrote from it.
+    let md = env.path("pop3-backup");
+    let f = env.run(
+        src.password(),
+        &[
+            "fetch",
+            "--from",
+            &from,
+            "--to",
+            md.to_str().unwrap(),
+            "--ca-file",
+            &ca,
+        ],
+    );
+    ok(&f);
+    let r = to_run(
+        env.cmd(src.password())
+            .env("MAILFERRY_FROM_PASSWORD", src.password())
+            .args(["verify", "--from", &from, "--to", md.to_str().unwrap()])
+            .args(["--ca-file", &ca, "--json", "--deep"])
+            .output()
+            .unwrap(),
+    );
+    ok(&r);
+    assert_eq!(summary(&r)["failed"], 0, "{}", r.stdout);
 
     // Lost state: found on the target by Message-ID + size (or content).
     std::fs::remove_dir_all(env.state().parent().unwrap()).unwrap();
