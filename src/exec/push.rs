@@ -633,10 +633,7 @@ async fn copy(
             failed: 0,
             interrupted: false,
         };
-        let max_batch = match sh.job.max_rate {
-            Some(r) => (r.ceil() as usize).clamp(1, BATCH_MSGS),
-            None => BATCH_MSGS,
-        };
+        let max_batch = batch_limit(sh.job.max_rate);
         while let Some(first) = rx.recv().await {
             if sh.ctx.interrupt.is_set() {
                 c.interrupted = true;
@@ -654,8 +651,7 @@ async fn copy(
                 }
             }
             if let Some(rate) = sh.job.max_rate.filter(|r| *r > 0.0) {
-                let n = sh.sent.load(Ordering::Relaxed);
-                let due = sh.started + Duration::from_secs_f64(n as f64 / rate);
+                let due = rate_due(sh.started, sh.sent.load(Ordering::Relaxed), rate);
                 tokio::time::sleep_until(due.into()).await;
             }
             sh.sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -745,6 +741,22 @@ async fn copy(
     Ok(c)
 }
 
+/// `--max-rate`: messages per APPEND round, at most a second's worth, so
+/// one round cannot overshoot the rate by more than that.
+fn batch_limit(max_rate: Option<f64>) -> usize {
+    match max_rate.filter(|r| *r > 0.0) {
+        Some(r) => (r.ceil() as usize).clamp(1, BATCH_MSGS),
+        None => BATCH_MSGS,
+    }
+}
+
+/// `--max-rate`: when the round after `sent` messages (all connections
+/// together) may start, so that by any moment t at most `rate·t` plus one
+/// round have been sent.
+fn rate_due(started: Instant, sent: u64, rate: f64) -> Instant {
+    started + Duration::from_secs_f64(sent as f64 / rate)
+}
+
 /// Carries the source's new flags to the target copies (UID STORE, only
 /// keywords the target keeps); returns how many messages changed.
 async fn carry_flags(
@@ -788,5 +800,34 @@ pub(super) fn url_allows(folder: Option<&FolderName>, name: &FolderName) -> bool
                     .strip_prefix(f.as_str())
                     .is_some_and(|r| r.starts_with('/'))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_rate_bounds_rounds_and_their_start() {
+        assert_eq!(batch_limit(None), BATCH_MSGS);
+        assert_eq!(batch_limit(Some(0.2)), 1);
+        assert_eq!(batch_limit(Some(25.5)), 26);
+        assert_eq!(batch_limit(Some(1e9)), BATCH_MSGS);
+        // Simulate a run at 10 msg/s: rounds of the batch limit, each
+        // started at its due time. At every start, what was sent before
+        // is within the rate.
+        let t0 = Instant::now();
+        let rate = 10.0;
+        let (mut sent, mut at) = (0u64, t0);
+        for _ in 0..50 {
+            let due = rate_due(t0, sent, rate);
+            assert!(due >= at, "rounds never start early");
+            at = due;
+            let elapsed = (at - t0).as_secs_f64();
+            assert!(sent as f64 <= rate * elapsed + 1e-6, "{sent} by {elapsed}s");
+            sent += batch_limit(Some(rate)) as u64;
+        }
+        // 50 rounds of 10: the 500th message goes no earlier than 49 s in.
+        assert_eq!(rate_due(t0, 490, rate) - t0, Duration::from_secs(49));
     }
 }

@@ -478,3 +478,38 @@ fn verify_lists_missing_and_extra_against_imap_and_maildir() {
     }
     let _ = spread;
 }
+
+#[test]
+fn push_retries_a_folder_over_several_dropped_connections() {
+    // Every source connection is cut after `cut` bytes; the folder needs
+    // about three connections' worth, more than one reconnect gives.
+    let src = Dovecot::start_with(DovecotOpts::default().separator('/'));
+    let dst = Dovecot::start();
+    let msgs = common::corpus(111, 100, &CorpusOpts::small().max_size(16 * 1024));
+    src.deliver(src.user(), "INBOX", &msgs);
+    let bytes: usize = msgs.iter().map(|m| m.rfc822_size()).sum();
+    assert!(bytes > 300_000, "corpus too small for the premise: {bytes}");
+    let cut = (bytes as f64 / 2.5) as u64 + 24 * 1024;
+    let proxy = crate::proxy::Proxy::start(src.imap_port(), cut);
+    let env = Env::new();
+    let from = format!("imap://{}@127.0.0.1:{}", src.user(), proxy.port);
+    let ca = dst.ca_file().display().to_string();
+    let r = to_run(
+        env.cmd("unused")
+            .env("MAILFERRY_FROM_PASSWORD", src.password())
+            .env("MAILFERRY_TO_PASSWORD", dst.password())
+            .args(["push", "--from", &from, "--to", &dst.url("imaps")])
+            .args(["--ca-file", &ca, "--insecure-plaintext", "--json"])
+            .args(["--connections", "1"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let retries = r
+        .json()
+        .into_iter()
+        .filter(|e| e["event"] == "warning" && e["message"].as_str().unwrap().contains("retrying"))
+        .count();
+    assert!(retries >= 2, "expected several retries: {}", r.stdout);
+    assert_exact_copy(&dst, &[("INBOX".to_string(), msgs)]);
+}
