@@ -70,19 +70,14 @@ pub(super) fn source_spec(
     ctx: &Ctx<'_>,
 ) -> Result<(SourceSpec, String, Option<FolderName>)> {
     Ok(match &from.endpoint {
-        Endpoint::Maildir(p) => {
-            if !p.join("cur").is_dir() {
-                return Err(Error::Usage(format!(
-                    "--from: no Maildir at {} (no cur/ directory)",
-                    p.display()
-                )));
-            }
-            (
-                SourceSpec::Maildir(Maildir::open_or_create(p)?),
-                super::maildir_target(p),
-                None,
-            )
-        }
+        Endpoint::Maildir(p) => (
+            SourceSpec::Maildir(Maildir::open_existing(p).map_err(|e| match e {
+                Error::Usage(m) => Error::Usage(format!("--from: {m}")),
+                e => e,
+            })?),
+            super::maildir_target(p),
+            None,
+        ),
         Endpoint::Server(u) => {
             let cfg = from.server_config("--from", ctx.settings.timeouts)?;
             let spec = match u.protocol {
