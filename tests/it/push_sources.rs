@@ -66,7 +66,20 @@ fn set_letters(p: &Path, letters: &str) -> PathBuf {
 #[test]
 fn maildir_restore_of_a_fetched_backup_round_trips() {
     let (src, dst) = servers();
-    let mut spread = load(&src, 81, 80);
+    // Seed 41 includes messages without a Message-ID and shared ones, so the
+    // lost-state step below also pairs by content digest.
+    let mut spread = load(&src, 41, 150);
+    let all: Vec<&Message> = spread.iter().flat_map(|(_, m)| m).collect();
+    let mut ids: HashMap<&str, usize> = HashMap::new();
+    for m in &all {
+        if let Some(id) = &m.message_id {
+            *ids.entry(id.as_str()).or_default() += 1;
+        }
+    }
+    assert!(
+        all.iter().any(|m| m.message_id.is_none()) && ids.values().any(|&n| n > 1),
+        "the corpus lost its premise (no Message-ID-less or shared Message-IDs)"
+    );
     let env = Env::new();
     let md = env.path("backup");
     let f = crate::fetch_imap::fetch(&env, &src, &md, &[]);
