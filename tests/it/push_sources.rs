@@ -340,3 +340,43 @@ fn pop3_inbox_pushes_to_imap_once() {
     ok(&r);
     assert_eq!(summary(&r)["copied"], 0, "{}", r.stdout);
 }
+
+#[test]
+fn pop3_push_killed_then_rerun_has_each_message_once() {
+    let src = Dovecot::start();
+    let dst = Dovecot::start_with(DovecotOpts::default().separator('/'));
+    let msgs = common::corpus(103, 200, &CorpusOpts::small());
+    src.deliver(src.user(), "INBOX", &msgs);
+    let env = Env::new();
+    let ca = ca(&env, &src, &dst);
+    let (from, to) = (src.url("pop3s"), dst.url("imaps"));
+    let partial = kill_until_partial(
+        || {
+            env.cmd("unused")
+                .env("MAILFERRY_FROM_PASSWORD", src.password())
+                .env("MAILFERRY_TO_PASSWORD", dst.password())
+                .args(["push", "--from", &from, "--to", &to])
+                .args(["--ca-file", &ca, "--max-rate", "50"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        },
+        || files(&dst, "INBOX").len(),
+        msgs.len(),
+    );
+    assert!(
+        partial.iter().any(|&n| n > 0 && n < msgs.len()),
+        "no kill landed mid-copy: {partial:?}"
+    );
+    let r = go(&env, &["push"], &from, Some(src.password()), &dst, &ca, &[]);
+    ok(&r);
+    let mut want: Vec<Vec<u8>> = msgs.iter().map(served).collect();
+    let mut got: Vec<Vec<u8>> = files(&dst, "INBOX").iter().map(|p| wire(p)).collect();
+    want.sort();
+    got.sort();
+    assert!(
+        got == want,
+        "target INBOX is not the POP3 mailbox once over"
+    );
+}
