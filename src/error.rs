@@ -98,6 +98,14 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Connect { .. } | Error::Timeout { .. })
     }
+
+    /// True when the server refused for now, not for good: `NO
+    /// [UNAVAILABLE]` (RFC 5530) or `NO [THROTTLED]` (rate limits). The
+    /// same command may succeed after a pause.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Error::Protocol { msg, .. }
+            if msg.contains("NO: [UNAVAILABLE]") || msg.contains("NO: [THROTTLED]"))
+    }
 }
 
 impl fmt::Display for Error {

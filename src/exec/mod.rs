@@ -8,6 +8,7 @@ mod pool;
 mod pop3_fetch;
 mod prune;
 mod push;
+mod source;
 mod verify;
 mod writer;
 
@@ -105,12 +106,7 @@ pub async fn run_job(job: &crate::config::Job, command: &str, ctx: &Ctx<'_>) -> 
                 unreachable!("config refuses a Maildir source for fetch")
             }
         },
-        JobKind::Push(p) => match &p.from.endpoint {
-            crate::endpoint::Endpoint::Maildir(_) => {
-                Err(Error::NotImplemented("push from a Maildir"))
-            }
-            crate::endpoint::Endpoint::Server(_) => push::run(p, ctx, &state.st).await,
-        },
+        JobKind::Push(p) => push::run(p, ctx, &state.st).await,
         JobKind::Prune(p) => prune::run(p, ctx, &state.st).await,
         JobKind::Verify(v) => verify::run(v, ctx).await,
     };

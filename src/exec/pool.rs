@@ -1,10 +1,14 @@
 //! The connection pool every IMAP job shares: open up to `--connections`
 //! connections, then each takes folders from one queue until it is empty.
-//! A folder that fails on a dropped connection is retried once on a fresh
-//! one; any other failure is reported for that folder and the rest go on.
+//! A folder that fails on a dropped connection, a timeout or a busy server
+//! (`NO [UNAVAILABLE]`, `[THROTTLED]`) is retried on a fresh connection:
+//! at once, then after 1 s and 2 s (each retry goes on from what the
+//! state recorded, so progress is kept). Any other failure, or the last
+//! retry's, is reported for that folder and the rest go on.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::Ctx;
 use crate::error::{Error, Result};
@@ -52,13 +56,9 @@ pub(super) async fn drain<C, T>(
             match work(&mut conn, &item).await {
                 Ok(()) => break,
                 Err(Error::Interrupted) => return Err(Error::Interrupted),
-                Err(e) if e.is_transient() && attempt == 0 => {
+                Err(e) if retryable(&e) && attempt < RETRIES => {
                     attempt += 1;
-                    ctx.reporter.warning(
-                        Some(&folder_of(&item)),
-                        &format!("{e}; reconnecting to retry the folder"),
-                    );
-                    conn = connect().await?;
+                    conn = reconnect(&e, &mut attempt, &folder_of(&item), ctx, &connect).await?;
                 }
                 Err(e) => {
                     ctx.reporter
@@ -67,7 +67,7 @@ pub(super) async fn drain<C, T>(
                         failed: 1,
                         ..Default::default()
                     });
-                    if e.is_transient() {
+                    if retryable(&e) {
                         conn = connect().await?;
                     }
                     break;
@@ -76,4 +76,94 @@ pub(super) async fn drain<C, T>(
         }
     }
     Ok(conn)
+}
+
+/// Retries of one folder after a transient failure.
+const RETRIES: u32 = 3;
+
+fn retryable(e: &Error) -> bool {
+    e.is_transient() || e.is_busy()
+}
+
+/// The pause before retry `attempt` (1-based): none, then 1 s, 2 s, 4 s…
+fn backoff(attempt: u32) -> Duration {
+    match attempt {
+        0 | 1 => Duration::ZERO,
+        n => Duration::from_secs(1 << (n - 2).min(6)),
+    }
+}
+
+/// Waits out the backoff and opens a new connection; a connection refused
+/// meanwhile uses up further retries of the same budget.
+async fn reconnect<C>(
+    why: &Error,
+    attempt: &mut u32,
+    folder: &str,
+    ctx: &Ctx<'_>,
+    connect: &impl AsyncFn() -> Result<C>,
+) -> Result<C> {
+    let mut why = why.to_string();
+    loop {
+        let wait = backoff(*attempt);
+        ctx.reporter.warning(
+            Some(folder),
+            &format!(
+                "{why}; retrying the folder on a new connection{} (retry {} of {RETRIES})",
+                if wait.is_zero() {
+                    String::new()
+                } else {
+                    format!(" in {} s", wait.as_secs())
+                },
+                *attempt
+            ),
+        );
+        pause(wait, ctx).await?;
+        match connect().await {
+            Ok(c) => return Ok(c),
+            Err(e) if retryable(&e) && *attempt < RETRIES => {
+                *attempt += 1;
+                why = e.to_string();
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Sleeps, but a signal ends the wait at once.
+async fn pause(d: Duration, ctx: &Ctx<'_>) -> Result<()> {
+    let end = Instant::now() + d;
+    loop {
+        ctx.interrupt.check()?;
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_after_an_immediate_retry() {
+        let v: Vec<u64> = (1..=4).map(|a| backoff(a).as_secs()).collect();
+        assert_eq!(v, [0, 1, 2, 4]);
+        assert_eq!(backoff(40), Duration::from_secs(64));
+    }
+
+    #[test]
+    fn busy_and_dropped_are_retried_refusals_are_not() {
+        let busy = Error::protocol(
+            "s",
+            "APPEND in folder X: server said NO: [THROTTLED] slow down",
+        );
+        let unavailable =
+            Error::protocol("s", "SELECT: server said NO: [UNAVAILABLE] backend down");
+        let refused = Error::protocol("s", "APPEND: server said NO: [OVERQUOTA] full");
+        assert!(retryable(&busy) && retryable(&unavailable));
+        assert!(!retryable(&refused));
+        assert!(retryable(&Error::connect("s", "reset")));
+    }
 }

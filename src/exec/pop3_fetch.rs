@@ -42,12 +42,12 @@ struct Shared<'a> {
     inbox: FolderName,
 }
 
-/// One message of this session's listing.
+/// One message of this session's listing (also push's POP3 source).
 #[derive(Debug, Clone)]
-struct Listed {
-    msgno: u32,
-    uidl: Uidl,
-    size: u64,
+pub(super) struct Listed {
+    pub msgno: u32,
+    pub uidl: Uidl,
+    pub size: u64,
 }
 
 /// Runs the job. Connect and login failures are fatal (exit 3/4); a session
@@ -111,7 +111,7 @@ async fn sync(mut c: Pop3Client, sh: &Shared<'_>) -> Result<()> {
     let name = sh.inbox.as_str();
     sh.ctx.interrupt.check()?;
 
-    let listing = list(&mut c, sh).await?;
+    let listing = list(&mut c, sh.ctx.reporter).await?;
     let folder_id = {
         let mut st = sh.state.lock().unwrap();
         if dry {
@@ -224,14 +224,14 @@ async fn sync(mut c: Pop3Client, sh: &Shared<'_>) -> Result<()> {
 }
 
 /// LIST and UIDL (or the header-digest fallback), one entry per identity.
-async fn list(c: &mut Pop3Client, sh: &Shared<'_>) -> Result<Vec<Listed>> {
+pub(super) async fn list(c: &mut Pop3Client, rep: &crate::report::Reporter) -> Result<Vec<Listed>> {
     let (sizes, ids) = c.list_and_uidl().await?;
     let sizes: HashMap<u32, u64> = sizes.into_iter().collect();
     let ids = match ids {
         Some(ids) => ids,
         None => {
-            sh.ctx.reporter.warning(
-                Some(sh.inbox.as_str()),
+            rep.warning(
+                Some("INBOX"),
                 "the server does not support UIDL: messages are identified by a digest of their headers (TOP n 0) and size instead",
             );
             header_ids(c, &sizes).await?

@@ -1,6 +1,8 @@
-//! `push` from IMAP to IMAP (SPEC §2, §3): every selected folder to its
-//! mapped target folder (created and subscribed as needed), with flags,
-//! keywords the target keeps, INTERNALDATE and the exact bytes.
+//! `push` to IMAP (SPEC §2, §3) from IMAP, a Maildir or POP3: every
+//! selected folder to its mapped target folder (created and subscribed as
+//! needed), with flags, keywords the target keeps, INTERNALDATE and the
+//! exact bytes. The three kinds of source differ only in how a folder is
+//! listed and a message read ([`super::source`]); the rest is one pipeline.
 //!
 //! Per folder: list the source, plan against the state (what was appended
 //! before, under this source UIDVALIDITY and target UIDVALIDITY), and
@@ -20,14 +22,16 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::message::{MessageHeaders, normalize_message_id};
+use super::source::{Body, Source, SourceSpec, ids, state_key};
 use super::{Ctx, pool};
 use crate::config::PushJob;
-use crate::endpoint::{Protocol, ServerConfig};
+use crate::endpoint::{Endpoint, Protocol, ServerConfig};
 use crate::error::{Error, Result};
 use crate::imap::{self, AppendMsg, FetchedMessage, ListedFolder, Session, StoreMode};
+use crate::maildir::Maildir;
 use crate::plan::{self, FolderInfo, FolderMap, Known, MapRule, MsgKey, RekeyRecord, SourceMsg};
 use crate::report::Summary;
-use crate::state::{MsgKey as StateKey, NewRecord, State};
+use crate::state::{NewRecord, State};
 use crate::types::{Flags, FolderName, Uid, UidValidity};
 
 /// Messages per APPEND round (the append layer groups them further).
@@ -47,7 +51,7 @@ pub(super) struct Work {
 struct Shared<'a> {
     job: &'a PushJob,
     ctx: &'a Ctx<'a>,
-    scfg: ServerConfig,
+    spec: SourceSpec,
     tcfg: ServerConfig,
     state: Arc<Mutex<State>>,
     /// Source folder rows: per (source account, target account).
@@ -59,11 +63,34 @@ struct Shared<'a> {
     sent: AtomicU64,
 }
 
+/// How to open the source, its account key for the state, and the folder
+/// its URL names (`imaps://host/Archive`).
+pub(super) fn source_spec(
+    from: &crate::config::Account,
+    ctx: &Ctx<'_>,
+) -> Result<(SourceSpec, String, Option<FolderName>)> {
+    Ok(match &from.endpoint {
+        Endpoint::Maildir(p) => (
+            SourceSpec::Maildir(Maildir::open_existing(p).map_err(|e| match e {
+                Error::Usage(m) => Error::Usage(format!("--from: {m}")),
+                e => e,
+            })?),
+            super::maildir_target(p),
+            None,
+        ),
+        Endpoint::Server(u) => {
+            let cfg = from.server_config("--from", ctx.settings.timeouts)?;
+            let spec = match u.protocol {
+                Protocol::Imap => SourceSpec::Imap(cfg),
+                _ => SourceSpec::Pop3(cfg),
+            };
+            (spec, u.account_key(), u.folder.clone())
+        }
+    })
+}
+
 pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Result<()> {
-    let surl = job.from.server_url("--from")?.clone();
-    if surl.protocol != Protocol::Imap {
-        return Err(Error::NotImplemented("push from POP3"));
-    }
+    let (spec, source_key, url_folder) = source_spec(&job.from, ctx)?;
     let turl = job.to.server_url("--to")?.clone();
     if turl.protocol != Protocol::Imap {
         return Err(Error::Usage("--to of push must be an IMAP URL".into()));
@@ -74,12 +101,18 @@ pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Res
         .map(|m| MapRule::parse(m))
         .collect::<std::result::Result<_, _>>()
         .map_err(Error::Usage)?;
-    let scfg = job.from.server_config("--from", ctx.settings.timeouts)?;
     let tcfg = job.to.server_config("--to", ctx.settings.timeouts)?;
-    let (mut sctl, _) = imap::connect(&scfg).await?;
+    let mut sctl = spec.connect().await?;
     let (mut tctl, _) = imap::connect(&tcfg).await?;
-    let (folders, maps, twires) =
-        folder_map(&mut sctl, &mut tctl, job, surl.folder.as_ref(), &rules).await?;
+    let (folders, maps, twires) = folder_map(
+        &mut sctl,
+        &mut tctl,
+        job,
+        url_folder.as_ref(),
+        &rules,
+        ctx.reporter,
+    )
+    .await?;
     let dry = ctx.settings.dry_run;
     for f in &folders {
         if let Some(w) = &f.warning {
@@ -117,9 +150,9 @@ pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Res
     let sh = Shared {
         job,
         ctx,
-        sync_key: format!("{} {}", surl.account_key(), turl.account_key()),
+        sync_key: format!("{source_key} {}", turl.account_key()),
         target_account: turl.account_key(),
-        scfg,
+        spec,
         tcfg,
         state: state.clone(),
         queue: Mutex::new(work),
@@ -128,9 +161,10 @@ pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Res
     };
     let n = (ctx.settings.connections as usize)
         .min(sh.queue.lock().unwrap().len())
+        .min(sh.spec.max_connections().unwrap_or(usize::MAX))
         .max(1);
-    let connect = async || -> Result<(Session, Session)> {
-        let s = imap::connect(&sh.scfg).await?.0;
+    let connect = async || -> Result<(Source, Session)> {
+        let s = sh.spec.connect().await?;
         let t = imap::connect(&sh.tcfg).await?.0;
         Ok((s, t))
     };
@@ -142,7 +176,7 @@ pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Res
             ctx,
             |w: &Work| w.src.name.to_string(),
             connect,
-            async |c: &mut (Session, Session), w: &Work| {
+            async |c: &mut (Source, Session), w: &Work| {
                 push_folder(&mut c.0, &mut c.1, w, &sh).await
             },
         )
@@ -168,18 +202,20 @@ pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Res
 /// source folders, their mappings (same order) and the target's wire
 /// names of existing folders.
 pub(super) async fn folder_map(
-    s: &mut Session,
+    s: &mut Source,
     t: &mut Session,
     job: &PushJob,
     url_folder: Option<&FolderName>,
     rules: &[MapRule],
+    rep: &crate::report::Reporter,
 ) -> Result<(
     Vec<ListedFolder>,
     Vec<FolderMap>,
     HashMap<FolderName, String>,
 )> {
-    let (sl, tl) = (s.list_folders().await?, t.list_folders().await?);
-    let (sns, tns) = (s.namespace().await?, t.namespace().await?);
+    let (sl, sprefix) = s.list_folders(rep).await?;
+    let tl = t.list_folders().await?;
+    let tns = t.namespace().await?;
     let folders: Vec<ListedFolder> = sl
         .into_iter()
         .filter(|f| {
@@ -196,13 +232,7 @@ pub(super) async fn folder_map(
             .collect()
     };
     let prefix = |ns: &imap::Namespace| imap::decode_folder(&ns.prefix, ns.delimiter).0.to_string();
-    let maps = plan::map_folders(
-        &info(&folders),
-        &prefix(&sns),
-        &info(&tl),
-        &prefix(&tns),
-        rules,
-    );
+    let maps = plan::map_folders(&info(&folders), &sprefix, &info(&tl), &prefix(&tns), rules);
     let wires = tl
         .into_iter()
         .filter(|f| f.selectable)
@@ -236,10 +266,10 @@ fn report_map(ctx: &Ctx<'_>, maps: &[FolderMap]) {
     }
 }
 
-fn known_of(m: &crate::state::StoredMsg) -> Known {
+fn known_of(key: MsgKey, m: &crate::state::StoredMsg) -> Known {
     Known {
         id: m.id,
-        key: MsgKey::Uid(m.uid.expect("IMAP row")),
+        key,
         flags: Some(m.flags.clone()),
         stored_at: m.first_stored_at,
         location: m.location.clone().unwrap_or_default(),
@@ -260,12 +290,21 @@ fn parse_location(s: &str) -> Option<(UidValidity, Uid)> {
     Some((UidValidity(a.parse().ok()?), Uid(b.parse().ok()?)))
 }
 
-async fn push_folder(s: &mut Session, t: &mut Session, w: &Work, sh: &Shared<'_>) -> Result<()> {
+/// The planner's key of a state row of this source (IMAP: under this
+/// UIDVALIDITY only; else the UIDL column: POP3 UIDL, Maildir unique part).
+fn row_key(uv: Option<UidValidity>, m: &crate::state::StoredMsg) -> Option<MsgKey> {
+    match uv {
+        Some(uv) => (m.uidvalidity == Some(uv)).then_some(MsgKey::Uid(m.uid?)),
+        None => Some(MsgKey::Uidl(m.uidl.clone()?)),
+    }
+}
+
+async fn push_folder(s: &mut Source, t: &mut Session, w: &Work, sh: &Shared<'_>) -> Result<()> {
     let rep = sh.ctx.reporter;
     let dry = sh.ctx.settings.dry_run;
     let name = w.src.name.as_str();
-    let sel = s.examine(&w.src.wire).await?;
-    let uv = sel.uidvalidity;
+    let opened = s.open(&w.src, rep).await?;
+    let uv = opened.uidvalidity;
     let tsel = match &w.target_wire {
         Some(tw) if dry => Some(t.examine(tw).await?),
         Some(tw) => Some(t.select(tw).await?),
@@ -281,9 +320,9 @@ async fn push_folder(s: &mut Session, t: &mut Session, w: &Work, sh: &Shared<'_>
             Some(st.folder(&sh.sync_key, &w.src.name)?.id)
         }
     };
-    // Trusted records: this source UIDVALIDITY, and a target copy under the
-    // target's current UIDVALIDITY. Anything else is planned again and
-    // settled by the target listing below.
+    // Trusted records: this source key (under this source UIDVALIDITY for
+    // IMAP), and a target copy under the target's current UIDVALIDITY.
+    // Anything else is planned again and settled by the target listing.
     let rows: Vec<crate::state::StoredMsg> = match folder_id {
         Some(id) => sh
             .state
@@ -291,7 +330,7 @@ async fn push_folder(s: &mut Session, t: &mut Session, w: &Work, sh: &Shared<'_>
             .unwrap()
             .messages(id)?
             .into_iter()
-            .filter(|m| m.target == target && m.uidvalidity == Some(uv) && m.uid.is_some())
+            .filter(|m| m.target == target)
             .collect(),
         None => Vec::new(),
     };
@@ -303,20 +342,15 @@ async fn push_folder(s: &mut Session, t: &mut Session, w: &Work, sh: &Shared<'_>
                 .and_then(parse_location)
                 .is_some_and(|(v, _)| Some(v) == tuv)
         })
-        .map(|m| (MsgKey::Uid(m.uid.unwrap()), known_of(m)))
+        .filter_map(|m| row_key(uv, m).map(|k| (k.clone(), known_of(k, m))))
         .collect();
-    let listing = s.uid_fetch_meta(None, None).await?;
-    let source: Vec<SourceMsg> = listing
-        .messages
-        .iter()
-        .map(|m| SourceMsg {
-            key: MsgKey::Uid(m.uid),
-            size: m.size,
-            date: m.internal_date,
-            flags: Some(m.flags.clone()),
-        })
-        .collect();
-    let mut plan = plan::plan_copy(&source, true, &known, &HashMap::new(), &sh.job.filter);
+    let mut plan = plan::plan_copy(
+        &opened.listing,
+        true,
+        &known,
+        &HashMap::new(),
+        &sh.job.filter,
+    );
     let mut sum = Summary {
         skipped: plan.skipped.len() as u64,
         ..Default::default()
@@ -329,7 +363,7 @@ async fn push_folder(s: &mut Session, t: &mut Session, w: &Work, sh: &Shared<'_>
 
     // Already on the target (a killed run, a lost state, a UIDVALIDITY
     // change, or another tool): adopt instead of appending again.
-    let mut adopted: Vec<(Uid, Uid)> = Vec::new();
+    let mut adopted: Vec<(MsgKey, Uid)> = Vec::new();
     if !plan.copy.is_empty()
         && let (Some(tsel), Some(tuv)) = (&tsel, tuv)
         && tsel.exists > 0
@@ -340,16 +374,13 @@ async fn push_folder(s: &mut Session, t: &mut Session, w: &Work, sh: &Shared<'_>
             .collect();
         adopted = reconcile(s, t, &plan.copy, &claimed).await?;
         if !adopted.is_empty() {
-            let by_uid: HashMap<Uid, &SourceMsg> = plan
-                .copy
-                .iter()
-                .map(|m| (m.key.uid().unwrap(), m))
-                .collect();
+            let by_key: HashMap<&MsgKey, &SourceMsg> =
+                plan.copy.iter().map(|m| (&m.key, m)).collect();
             if !dry {
                 adopt(
                     t,
                     &adopted,
-                    &by_uid,
+                    &by_key,
                     uv,
                     tuv,
                     &target,
@@ -358,8 +389,8 @@ async fn push_folder(s: &mut Session, t: &mut Session, w: &Work, sh: &Shared<'_>
                 )
                 .await?;
             }
-            let done: HashSet<Uid> = adopted.iter().map(|(s, _)| *s).collect();
-            plan.copy.retain(|m| !done.contains(&m.key.uid().unwrap()));
+            let done: HashSet<MsgKey> = adopted.iter().map(|(s, _)| s.clone()).collect();
+            plan.copy.retain(|m| !done.contains(&m.key));
             rep.warning(
                 Some(name),
                 &format!(
@@ -400,9 +431,9 @@ async fn push_folder(s: &mut Session, t: &mut Session, w: &Work, sh: &Shared<'_>
     if !interrupted && sum.failed == 0 {
         sh.state.lock().unwrap().set_folder_sync(
             folder_id,
-            Some(uv),
-            sel.uidnext,
-            sel.highestmodseq,
+            uv,
+            opened.uidnext,
+            opened.highestmodseq,
             sh.ctx.now,
         )?;
     }
@@ -416,36 +447,43 @@ async fn push_folder(s: &mut Session, t: &mut Session, w: &Work, sh: &Shared<'_>
 
 /// Pairs planned source messages with unclaimed target messages: unique
 /// Message-ID + size, else equal content digest (both sides downloaded to
-/// hash, only for the candidates). Returns (source UID, target UID).
+/// hash, only for the candidates). Returns (source key, target UID).
 async fn reconcile(
-    s: &mut Session,
+    s: &mut Source,
     t: &mut Session,
     copy: &[SourceMsg],
     claimed: &HashSet<Uid>,
-) -> Result<Vec<(Uid, Uid)>> {
+) -> Result<Vec<(MsgKey, Uid)>> {
     let tall = t.uid_search_all().await?;
     let tall: Vec<Uid> = tall.into_iter().filter(|u| !claimed.contains(u)).collect();
     if tall.is_empty() {
         return Ok(Vec::new());
     }
-    let rec = |h: &imap::HeaderInfo| RekeyRecord {
-        uid: h.uid,
-        message_id: h.message_id.as_deref().and_then(normalize_message_id),
-        size: h.size,
-        digest: None,
-    };
     let mut olds: Vec<RekeyRecord> = t
         .fetch_headers(&tall, &["MESSAGE-ID"])
         .await?
         .iter()
-        .map(rec)
+        .map(|h| RekeyRecord {
+            uid: h.uid,
+            message_id: h.message_id.as_deref().and_then(normalize_message_id),
+            size: h.size,
+            digest: None,
+        })
         .collect();
-    let suids: Vec<Uid> = copy.iter().filter_map(|m| m.key.uid()).collect();
-    let mut news: Vec<RekeyRecord> = s
-        .fetch_headers(&suids, &["MESSAGE-ID"])
-        .await?
-        .iter()
-        .map(rec)
+    // The pairing works on UIDs: source messages get their index + 1.
+    let keys: Vec<MsgKey> = copy.iter().map(|m| m.key.clone()).collect();
+    let heads = s.heads(&keys).await?;
+    let index: Vec<MsgKey> = heads.iter().map(|h| h.key.clone()).collect();
+    let key_of = |u: Uid| index[u.0 as usize - 1].clone();
+    let mut news: Vec<RekeyRecord> = heads
+        .into_iter()
+        .enumerate()
+        .map(|(i, h)| RekeyRecord {
+            uid: Uid(i as u32 + 1),
+            message_id: h.message_id,
+            size: h.size,
+            digest: None,
+        })
         .collect();
     let mut out = plan::rekey(&olds, &news);
     if !out.need_digest.is_empty() {
@@ -461,16 +499,21 @@ async fn reconcile(
             .map(|o| o.uid)
             .collect();
         let td = digests(t, &tcand).await?;
-        let sd = digests(s, &out.need_digest).await?;
+        let want: Vec<MsgKey> = out.need_digest.iter().map(|u| key_of(*u)).collect();
+        let sd = s.digests(&want).await?;
         for o in &mut olds {
             o.digest = td.get(&o.uid).copied();
         }
         for n in &mut news {
-            n.digest = sd.get(&n.uid).copied();
+            n.digest = sd.get(&key_of(n.uid)).copied();
         }
         out = plan::rekey(&olds, &news);
     }
-    Ok(out.pairs.into_iter().map(|(tu, su)| (su, tu)).collect())
+    Ok(out
+        .pairs
+        .into_iter()
+        .map(|(tu, su)| (key_of(su), tu))
+        .collect())
 }
 
 async fn digests(s: &mut Session, uids: &[Uid]) -> Result<HashMap<Uid, [u8; 32]>> {
@@ -499,9 +542,9 @@ async fn digests(s: &mut Session, uids: &[Uid]) -> Result<HashMap<Uid, [u8; 32]>
 #[allow(clippy::too_many_arguments)]
 async fn adopt(
     t: &mut Session,
-    pairs: &[(Uid, Uid)],
-    by_uid: &HashMap<Uid, &SourceMsg>,
-    uv: UidValidity,
+    pairs: &[(MsgKey, Uid)],
+    by_key: &HashMap<&MsgKey, &SourceMsg>,
+    uv: Option<UidValidity>,
     tuv: UidValidity,
     target: &str,
     folder_id: i64,
@@ -510,19 +553,19 @@ async fn adopt(
     let mut by_flags: HashMap<Flags, Vec<Uid>> = HashMap::new();
     let recs: Vec<NewRecord> = pairs
         .iter()
-        .map(|(su, tu)| {
-            let m = by_uid[su];
+        .map(|(sk, tu)| {
+            let m = by_key[sk];
+            // POP3 has no flags: leave the target copy's as they are.
+            if let Some(f) = &m.flags {
+                by_flags.entry(f.clone()).or_default().push(*tu);
+            }
             let flags = m.flags.clone().unwrap_or_default();
-            by_flags.entry(flags.clone()).or_default().push(*tu);
             NewRecord {
-                key: StateKey::Imap {
-                    uidvalidity: uv,
-                    uid: *su,
-                },
+                key: state_key(uv, sk),
                 message_id: None,
                 size: Some(m.size),
                 digest: None,
-                internal_date: Some(m.date),
+                internal_date: (m.date != 0).then_some(m.date),
                 flags,
                 target: target.to_string(),
                 location: Some(location(tuv, *tu)),
@@ -540,7 +583,7 @@ async fn adopt(
 
 /// What the state records of an uploaded message, taken before its body
 /// moves into the APPEND.
-type Head = (Uid, u64, i64, Flags, Option<String>, [u8; 32]);
+type Head = (MsgKey, u64, Option<i64>, Flags, Option<String>, [u8; 32]);
 
 struct Copied {
     copied: u64,
@@ -554,10 +597,10 @@ struct Copied {
 /// records each batch's APPENDUIDs in one transaction.
 #[allow(clippy::too_many_arguments)]
 async fn copy(
-    s: &mut Session,
+    s: &mut Source,
     t: &mut Session,
     w: &Work,
-    uv: UidValidity,
+    uv: Option<UidValidity>,
     folder_id: i64,
     target: &str,
     msgs: &[SourceMsg],
@@ -571,10 +614,10 @@ async fn copy(
         .target_wire
         .as_deref()
         .expect("target exists in a real run");
-    let (tx, mut rx) = mpsc::channel::<FetchedMessage>(64);
-    let uids: Vec<Uid> = msgs.iter().filter_map(|m| m.key.uid()).collect();
+    let (tx, mut rx) = mpsc::channel::<Body>(64);
+    let keys: Vec<MsgKey> = msgs.iter().map(|m| m.key.clone()).collect();
     let fetch = async {
-        let r = s.fetch_bodies(&uids, &tx).await;
+        let r = s.bodies(&keys, &tx).await;
         drop(tx);
         r
     };
@@ -585,10 +628,7 @@ async fn copy(
             failed: 0,
             interrupted: false,
         };
-        let max_batch = match sh.job.max_rate {
-            Some(r) => (r.ceil() as usize).clamp(1, BATCH_MSGS),
-            None => BATCH_MSGS,
-        };
+        let max_batch = batch_limit(sh.job.max_rate);
         while let Some(first) = rx.recv().await {
             if sh.ctx.interrupt.is_set() {
                 c.interrupted = true;
@@ -606,8 +646,7 @@ async fn copy(
                 }
             }
             if let Some(rate) = sh.job.max_rate.filter(|r| *r > 0.0) {
-                let n = sh.sent.load(Ordering::Relaxed);
-                let due = sh.started + Duration::from_secs_f64(n as f64 / rate);
+                let due = rate_due(sh.started, sh.sent.load(Ordering::Relaxed), rate);
                 tokio::time::sleep_until(due.into()).await;
             }
             sh.sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -615,9 +654,9 @@ async fn copy(
                 .iter()
                 .map(|m| {
                     (
-                        m.uid,
+                        m.key.clone(),
                         m.size,
-                        m.internal_date,
+                        m.date,
                         m.flags.clone(),
                         MessageHeaders::parse(&m.body).message_id,
                         crate::net::sha256(&m.body),
@@ -631,19 +670,19 @@ async fn copy(
                     batch.into_iter().map(|m| AppendMsg {
                         body: m.body,
                         flags: m.flags,
-                        internal_date: Some(m.internal_date),
+                        internal_date: m.date,
                     }),
                 )
                 .await?;
             let mut recs = Vec::new();
-            for ((uid, size, date, flags, mid, digest), r) in heads.into_iter().zip(results) {
+            for ((key, size, date, flags, mid, digest), r) in heads.into_iter().zip(results) {
                 match r {
                     Ok(a) => {
                         if !a.dropped_keywords.is_empty() {
                             rep.warning(
                                 Some(name),
                                 &format!(
-                                    "UID {uid}: keywords {} not kept: the target folder does not allow them (PERMANENTFLAGS)",
+                                    "{key}: keywords {} not kept: the target folder does not allow them (PERMANENTFLAGS)",
                                     a.dropped_keywords.join(" ")
                                 ),
                             );
@@ -651,28 +690,26 @@ async fn copy(
                         if a.uid.is_none() {
                             rep.warning(
                                 Some(name),
-                                &format!("UID {uid}: the target gave no APPENDUID (no UIDPLUS); later flag changes cannot be carried to this copy"),
+                                &format!("{key}: the target gave no APPENDUID (no UIDPLUS); later flag changes cannot be carried to this copy"),
                             );
                         }
                         c.copied += 1;
                         c.bytes += size;
                         progress.inc(size);
                         recs.push(NewRecord {
-                            key: StateKey::Imap {
-                                uidvalidity: uv,
-                                uid,
-                            },
+                            key: state_key(uv, &key),
                             message_id: mid,
                             size: Some(size),
                             digest: Some(digest.to_vec()),
-                            internal_date: Some(date),
+                            internal_date: date,
                             flags,
                             target: target.to_string(),
                             location: a.uid.map(|(tv, tu)| location(tv, tu)),
                         });
                     }
                     Err(e) => {
-                        rep.message_error(name, Some(uid.0), None, &e.to_string());
+                        let (u, l) = ids(&key);
+                        rep.message_error(name, u, l, &e.to_string());
                         c.failed += 1;
                     }
                 }
@@ -689,13 +726,30 @@ async fn copy(
     if c.interrupted {
         return Ok(c);
     }
-    let report = fetched?;
+    let failed = fetched?;
     let mut c = c;
-    for (uid, why) in &report.failed {
-        rep.message_error(name, Some(uid.0), None, why);
+    for (key, why) in &failed {
+        let (u, l) = ids(key);
+        rep.message_error(name, u, l, why);
         c.failed += 1;
     }
     Ok(c)
+}
+
+/// `--max-rate`: messages per APPEND round, at most a second's worth, so
+/// one round cannot overshoot the rate by more than that.
+fn batch_limit(max_rate: Option<f64>) -> usize {
+    match max_rate.filter(|r| *r > 0.0) {
+        Some(r) => (r.ceil() as usize).clamp(1, BATCH_MSGS),
+        None => BATCH_MSGS,
+    }
+}
+
+/// `--max-rate`: when the round after `sent` messages (all connections
+/// together) may start, so that by any moment t at most `rate·t` plus one
+/// round have been sent.
+fn rate_due(started: Instant, sent: u64, rate: f64) -> Instant {
+    started + Duration::from_secs_f64(sent as f64 / rate)
 }
 
 /// Carries the source's new flags to the target copies (UID STORE, only
@@ -741,5 +795,34 @@ pub(super) fn url_allows(folder: Option<&FolderName>, name: &FolderName) -> bool
                     .strip_prefix(f.as_str())
                     .is_some_and(|r| r.starts_with('/'))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_rate_bounds_rounds_and_their_start() {
+        assert_eq!(batch_limit(None), BATCH_MSGS);
+        assert_eq!(batch_limit(Some(0.2)), 1);
+        assert_eq!(batch_limit(Some(25.5)), 26);
+        assert_eq!(batch_limit(Some(1e9)), BATCH_MSGS);
+        // Simulate a run at 10 msg/s: rounds of the batch limit, each
+        // started at its due time. At every start, what was sent before
+        // is within the rate.
+        let t0 = Instant::now();
+        let rate = 10.0;
+        let (mut sent, mut at) = (0u64, t0);
+        for _ in 0..50 {
+            let due = rate_due(t0, sent, rate);
+            assert!(due >= at, "rounds never start early");
+            at = due;
+            let elapsed = (at - t0).as_secs_f64();
+            assert!(sent as f64 <= rate * elapsed + 1e-6, "{sent} by {elapsed}s");
+            sent += batch_limit(Some(rate)) as u64;
+        }
+        // 50 rounds of 10: the 500th message goes no earlier than 49 s in.
+        assert_eq!(rate_due(t0, 490, rate) - t0, Duration::from_secs(49));
     }
 }

@@ -4,9 +4,10 @@
 //! (`message_error`, counted as failed: exit 1) and what is extra there
 //! (`warning`). Read-only on both sides (EXAMINE).
 //!
-//! The target is an IMAP account (folders mapped as `push` maps them:
-//! separators, namespace prefixes, special-use) or a Maildir (the
-//! Maildir++ folder `fetch` writes for each source folder).
+//! The source is whatever `push` reads (IMAP, a Maildir, POP3). The
+//! target is an IMAP account (folders mapped as `push` maps them:
+//! separators, namespace prefixes, special-use) or, for a server source,
+//! a Maildir (the Maildir++ folder `fetch` writes for each source folder).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,11 +16,13 @@ use tokio::sync::mpsc;
 
 use super::Ctx;
 use super::message::{MessageHeaders, normalize_message_id, wire_bytes};
+use super::source::{Source, SourceSpec};
 use crate::config::{PushJob, VerifyJob};
 use crate::endpoint::{Endpoint, Protocol};
 use crate::error::{Error, Result};
-use crate::imap::{self, FetchedMessage, Session};
+use crate::imap::{self, FetchedMessage, ListedFolder, Session};
 use crate::maildir::Maildir;
+use crate::plan::MsgKey;
 use crate::report::Summary;
 use crate::types::{FolderName, Uid};
 
@@ -27,6 +30,8 @@ use crate::types::{FolderName, Uid};
 #[derive(Debug, Clone)]
 struct Item {
     uid: Option<Uid>,
+    /// POP3 UIDL.
+    uidl: Option<String>,
     /// Maildir file name, for messages.
     file: Option<String>,
     message_id: Option<String>,
@@ -36,9 +41,10 @@ struct Item {
 
 impl Item {
     fn label(&self) -> String {
-        match (&self.uid, &self.file) {
-            (Some(u), _) => format!("UID {u}"),
-            (None, Some(f)) => f.clone(),
+        match (&self.uid, &self.file, &self.uidl) {
+            (Some(u), _, _) => format!("UID {u}"),
+            (None, Some(f), _) => f.clone(),
+            (None, None, Some(u)) => format!("UIDL {u}"),
             _ => String::new(),
         }
     }
@@ -50,24 +56,26 @@ enum Target {
 }
 
 pub async fn run(job: &VerifyJob, ctx: &Ctx<'_>) -> Result<()> {
-    let surl = job.from.server_url("--from")?.clone();
-    if surl.protocol != Protocol::Imap {
-        return Err(Error::NotImplemented("verify from POP3 or a Maildir"));
+    let (spec, _, url_folder) = super::push::source_spec(&job.from, ctx)?;
+    if matches!(spec, SourceSpec::Maildir(_)) && matches!(job.to.endpoint, Endpoint::Maildir(_)) {
+        return Err(Error::Usage(
+            "verify from a Maildir compares it with an IMAP account: --to must be an IMAP URL"
+                .into(),
+        ));
     }
-    let scfg = job.from.server_config("--from", ctx.settings.timeouts)?;
-    let (mut s, _) = imap::connect(&scfg).await?;
+    let mut s = spec.connect().await?;
     let (folders, targets, mut target) = match &job.to.endpoint {
         Endpoint::Maildir(p) => {
             if !p.join("cur").is_dir() {
                 return Err(Error::Usage(format!("no Maildir at {}", p.display())));
             }
-            let listed = s.list_folders().await?;
-            let folders: Vec<imap::ListedFolder> = listed
+            let listed = s.list_folders(ctx.reporter).await?.0;
+            let folders: Vec<ListedFolder> = listed
                 .into_iter()
                 .filter(|f| {
                     f.selectable
                         && job.filter.wants_folder(&f.name)
-                        && super::push::url_allows(surl.folder.as_ref(), &f.name)
+                        && super::push::url_allows(url_folder.as_ref(), &f.name)
                 })
                 .collect();
             let targets: Vec<FolderName> = folders.iter().map(|f| f.name.clone()).collect();
@@ -88,8 +96,15 @@ pub async fn run(job: &VerifyJob, ctx: &Ctx<'_>) -> Result<()> {
                 maps: Vec::new(),
                 max_rate: None,
             };
-            let (folders, maps, wires) =
-                super::push::folder_map(&mut s, &mut t, &pj, surl.folder.as_ref(), &[]).await?;
+            let (folders, maps, wires) = super::push::folder_map(
+                &mut s,
+                &mut t,
+                &pj,
+                url_folder.as_ref(),
+                &[],
+                ctx.reporter,
+            )
+            .await?;
             let targets: Vec<FolderName> = maps.into_iter().map(|m| m.target).collect();
             (folders, targets, Target::Imap(Box::new(t), wires))
         }
@@ -103,8 +118,7 @@ pub async fn run(job: &VerifyJob, ctx: &Ctx<'_>) -> Result<()> {
         ctx.interrupt.check()?;
         let name = f.name.as_str();
         let r = async {
-            s.examine(&f.wire).await?;
-            let src = imap_items(&mut s, job.deep).await?;
+            let src = source_items(&mut s, f, job.deep, ctx).await?;
             let dst = match &mut target {
                 Target::Imap(t, wires) => match wires.get(tname) {
                     Some(w) => {
@@ -177,6 +191,51 @@ pub async fn run(job: &VerifyJob, ctx: &Ctx<'_>) -> Result<()> {
     Ok(())
 }
 
+/// A source folder's items: IMAP by UID, a Maildir by file, POP3 by UIDL.
+async fn source_items(
+    s: &mut Source,
+    f: &ListedFolder,
+    deep: bool,
+    ctx: &Ctx<'_>,
+) -> Result<Vec<Item>> {
+    match s {
+        Source::Imap(sess) => {
+            sess.examine(&f.wire).await?;
+            imap_items(sess, deep).await
+        }
+        Source::Maildir(m) => maildir_items(m.maildir(), &f.name, deep),
+        Source::Pop3(_) => {
+            let keys: Vec<MsgKey> = s
+                .open(f, ctx.reporter)
+                .await?
+                .listing
+                .into_iter()
+                .map(|m| m.key)
+                .collect();
+            let heads = s.heads(&keys).await?;
+            let digests = if deep {
+                s.digests(&keys).await?
+            } else {
+                HashMap::new()
+            };
+            Ok(heads
+                .into_iter()
+                .map(|h| Item {
+                    uid: None,
+                    uidl: match &h.key {
+                        MsgKey::Uidl(u) => Some(u.0.clone()),
+                        MsgKey::Uid(_) => None,
+                    },
+                    file: None,
+                    digest: digests.get(&h.key).copied(),
+                    message_id: h.message_id,
+                    size: h.size,
+                })
+                .collect())
+        }
+    }
+}
+
 /// `message_error`/`warning` with the folder, the UID (or file) and the
 /// Message-ID.
 fn report(ctx: &Ctx<'_>, event: &str, folder: &str, m: &Item, what: &str) {
@@ -193,6 +252,9 @@ fn report(ctx: &Ctx<'_>, event: &str, folder: &str, m: &Item, what: &str) {
         }
         if let Some(f) = &m.file {
             v["file"] = f.clone().into();
+        }
+        if let Some(u) = &m.uidl {
+            v["uidl"] = u.clone().into();
         }
         let key = if event == "warning" {
             "message"
@@ -267,6 +329,7 @@ async fn imap_items(s: &mut Session, deep: bool) -> Result<Vec<Item>> {
         .into_iter()
         .map(|h| Item {
             uid: Some(h.uid),
+            uidl: None,
             file: None,
             message_id: h.message_id.as_deref().and_then(normalize_message_id),
             size: h.size,
@@ -286,6 +349,7 @@ fn maildir_items(md: &Maildir, folder: &FolderName, deep: bool) -> Result<Vec<It
         let wire = wire_bytes(&bytes);
         out.push(Item {
             uid: None,
+            uidl: None,
             file: Path::new(&l.path)
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned()),
@@ -304,6 +368,7 @@ mod tests {
     fn it(uid: u32, mid: Option<&str>, size: u64, d: u8) -> Item {
         Item {
             uid: Some(Uid(uid)),
+            uidl: None,
             file: None,
             message_id: mid.map(Into::into),
             size,

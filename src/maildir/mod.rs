@@ -101,6 +101,21 @@ impl Maildir {
         })
     }
 
+    /// Opens an existing Maildir to read from (push, verify), creating
+    /// nothing: a backup may be on a read-only medium. It must have `cur/`.
+    pub fn open_existing(root: &Path) -> Result<Maildir> {
+        if !root.join("cur").is_dir() {
+            return Err(Error::Usage(format!(
+                "no Maildir at {} (no cur/ directory)",
+                root.display()
+            )));
+        }
+        Ok(Maildir {
+            root: root.to_path_buf(),
+            host: hostname(),
+        })
+    }
+
     /// The root directory (INBOX).
     pub fn root(&self) -> &Path {
         &self.root

@@ -161,6 +161,20 @@ pub fn map_folders(
         .collect()
 }
 
+/// The role a folder's name implies, for sources without attributes (a
+/// Maildir): the top-level Sent, Drafts, Trash, Junk and Archive, in any
+/// case. Nested folders and other spellings keep their name.
+pub fn special_use_by_name(name: &FolderName) -> Option<SpecialUse> {
+    Some(match name.as_str().to_ascii_lowercase().as_str() {
+        "sent" => SpecialUse::Sent,
+        "drafts" => SpecialUse::Drafts,
+        "trash" => SpecialUse::Trash,
+        "junk" => SpecialUse::Junk,
+        "archive" => SpecialUse::Archive,
+        _ => return None,
+    })
+}
+
 /// The roles SPEC §2 maps by attribute. `\All` and `\Flagged` are virtual
 /// views on most servers, never a place to copy into.
 fn mapped_by_use(u: SpecialUse) -> bool {
@@ -357,6 +371,17 @@ mod tests {
         let r = [MapRule::parse("Old/*=INBOX/X/*").unwrap()];
         let m = map_folders(&src[..1], "", &[], "INBOX/", &r);
         assert_eq!(m[0].target.as_str(), "INBOX/X/2019");
+    }
+
+    #[test]
+    fn well_known_names_imply_special_use() {
+        let n = |s: &str| special_use_by_name(&FolderName::new(s));
+        assert_eq!(n("Sent"), Some(SpecialUse::Sent));
+        assert_eq!(n("trash"), Some(SpecialUse::Trash));
+        assert_eq!(n("Archive"), Some(SpecialUse::Archive));
+        assert_eq!(n("Archive/2024"), None);
+        assert_eq!(n("Sent Items"), None);
+        assert_eq!(n("INBOX"), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::fetch_imap::{maildir_files, wire};
 
 /// What RETR serves for a delivered message: CRLF, plus the CRLF Dovecot
 /// adds when the message lacks a final line end.
-fn served(m: &Message) -> Vec<u8> {
+pub(crate) fn served(m: &Message) -> Vec<u8> {
     let mut w = m.raw_crlf();
     if !w.is_empty() && !w.ends_with(b"\n") {
         w.extend_from_slice(b"\r\n");

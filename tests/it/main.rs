@@ -17,4 +17,5 @@ mod pop3_fake;
 mod proxy;
 mod prune;
 mod push;
+mod push_sources;
 mod status;
