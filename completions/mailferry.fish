@@ -278,7 +278,7 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand status" -l connectio
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -l ca-file -d 'Extra trusted CA certificates (PEM), added to the system roots' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -l tls-fingerprint -d 'Trust exactly this server certificate: sha256:HEX (see `mailferry check`)' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -l timeout -d 'Seconds to wait for any server response before giving up' -r
-complete -c mailferry -n "__fish_mailferry_using_subcommand status" -l remote -d 'Also ask the servers how many messages are pending'
+complete -c mailferry -n "__fish_mailferry_using_subcommand status" -l remote -d 'Also ask each job\'s server, per folder, how many messages it holds that the state has no record of (pending for the next run, or skipped by the job\'s filters); an unreachable server gets its own error line'
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -s n -l dry-run -d 'Show what would happen; change nothing on any server or disk'
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -l json -d 'One JSON object per line on stdout (events, then a summary)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -s q -l quiet -d 'Print nothing but errors'

@@ -328,7 +328,9 @@ pub struct StatusArgs {
     /// Jobs of the config file to show (default: everything in the state)
     #[arg(value_name = "JOB")]
     pub jobs: Vec<String>,
-    /// Also ask the servers how many messages are pending
+    /// Also ask each job's server, per folder, how many messages it holds that
+    /// the state has no record of (pending for the next run, or skipped by the
+    /// job's filters); an unreachable server gets its own error line
     #[arg(long)]
     pub remote: bool,
 }
