@@ -112,7 +112,7 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l keep-last 
 complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l max-total -d 'Keep each folder under SIZE, deleting oldest first' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l larger-than -d 'Delete messages larger than SIZE' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l only-if-stored-in -d 'Delete only if the state (or a lookup) proves it is stored there' -r
-complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l max-delete -d 'Refuse to delete more than N messages without --yes [default: 1000, or 10% of a folder]' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l max-delete -d 'Refuse to delete more than N messages without --yes [default: 1000, or more than 10% of a folder when that is also more than 20 messages]' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l password-command -d 'Run CMD with sh -c; its first output line is the password' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l password-file -d 'Read the password from the first line of FILE' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l password-env -d 'Read the password from environment variable VAR' -r
@@ -245,7 +245,7 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_see
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l max-total -d 'Keep each folder under SIZE, deleting oldest first' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l larger-than -d 'Delete messages larger than SIZE' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l only-if-stored-in -d 'Delete only if the state (or a lookup) proves it is stored there' -r
-complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l max-delete -d 'Refuse to delete more than N messages without --yes [default: 1000, or 10% of a folder]' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l max-delete -d 'Refuse to delete more than N messages without --yes [default: 1000, or more than 10% of a folder when that is also more than 20 messages]' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l password-command -d 'Run CMD with sh -c; its first output line is the password' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l password-file -d 'Read the password from the first line of FILE' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l password-env -d 'Read the password from environment variable VAR' -r

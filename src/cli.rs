@@ -265,7 +265,8 @@ pub struct PruneArgs {
     /// Move to the Trash folder instead of expunging
     #[arg(long)]
     pub to_trash: bool,
-    /// Refuse to delete more than N messages without --yes [default: 1000, or 10% of a folder]
+    /// Refuse to delete more than N messages without --yes [default: 1000, or more than 10% of a
+    /// folder when that is also more than 20 messages]
     #[arg(long, value_name = "N")]
     pub max_delete: Option<u64>,
     /// Confirm a deletion above the --max-delete guard

@@ -183,14 +183,19 @@ fn imap_each_rule_their_union_and_dry_run_equals_real_run() {
 #[test]
 fn mass_delete_guard_stops_before_anything_is_deleted() {
     let dv = Dovecot::start();
+    // Ages 100..129 days.
     let msgs: Vec<Message> = (0..30).map(|i| msg(i, 100 + i as i64, 50, "")).collect();
     dv.deliver(dv.user(), "INBOX", &msgs);
     let env = Env::new();
     let url = dv.url("imaps");
-    // default: more than 10% of a folder
-    let r = prune(&env, &dv, &url, &["--older-than", "125"]);
+    // default: more than 10% of a folder and more than 20 messages (25 of 30)
+    let r = prune(&env, &dv, &url, &["--older-than", "104"]);
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("--yes"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("--yes") && r.stdout.contains("25 of the 30"),
+        "{}",
+        r.stdout
+    );
     assert_eq!(dv.status(dv.user(), "INBOX").messages, 30);
     // explicit limit below the plan
     let r = prune(
@@ -202,22 +207,31 @@ fn mass_delete_guard_stops_before_anything_is_deleted() {
     assert_eq!(r.code, 2);
     assert_eq!(dv.status(dv.user(), "INBOX").messages, 30);
     // a dry run warns but lists
-    let r = prune(&env, &dv, &url, &["--older-than", "125", "--dry-run"]);
+    let r = prune(&env, &dv, &url, &["--older-than", "104", "--dry-run"]);
     assert_eq!(r.code, 0);
-    assert_eq!(uids(&r).len(), 4);
+    assert_eq!(uids(&r).len(), 25);
     assert!(r.json().iter().any(|e| e["event"] == "warning"));
+    // 4 of 30 is 13%, but under the share rule's floor: it goes
+    let r = prune(&env, &dv, &url, &["--older-than", "125"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        !r.json().iter().any(|e| e["event"] == "warning"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(dv.status(dv.user(), "INBOX").messages, 26);
     // under the explicit limit, or with --yes, it goes
     let r = prune(
         &env,
         &dv,
         &url,
-        &["--older-than", "125", "--max-delete", "4"],
+        &["--older-than", "121", "--max-delete", "4"],
     );
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    assert_eq!(dv.status(dv.user(), "INBOX").messages, 26);
-    let r = prune(&env, &dv, &url, &["--older-than", "110", "--yes"]);
-    assert_eq!(summary(&r)["deleted"], 15);
-    assert_eq!(dv.status(dv.user(), "INBOX").messages, 11);
+    assert_eq!(dv.status(dv.user(), "INBOX").messages, 22);
+    let r = prune(&env, &dv, &url, &["--older-than", "99", "--yes"]);
+    assert_eq!(summary(&r)["deleted"], 22);
+    assert_eq!(dv.status(dv.user(), "INBOX").messages, 0);
 }
 
 fn fetch(env: &Env, dv: &Dovecot, to: &Path) -> Run {
