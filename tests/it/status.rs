@@ -285,3 +285,69 @@ fn status_remote_counts_pending_per_folder_and_reports_unreachable_servers() {
         r.stdout
     );
 }
+
+/// `--remote` for a push job: pending is what the next push copies.
+#[test]
+fn status_remote_counts_what_a_push_job_has_pending() {
+    let (src, dst) = (Dovecot::start(), Dovecot::start());
+    let spread = common::spread(
+        common::corpus(51, 12, &CorpusOpts::small()),
+        &["INBOX", "Archive"],
+    );
+    for (f, m) in &spread {
+        src.deliver(src.user(), f, m);
+    }
+    let env = Env::new();
+    let cfg = env.path("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[account.old]\nurl = \"{}\"\nca_file = \"{}\"\npassword_env = \"SRC_PW\"\n\n\
+             [account.new]\nurl = \"{}\"\nca_file = \"{}\"\npassword_env = \"DST_PW\"\n\n\
+             [[job]]\nname = \"move\"\ncommand = \"push\"\nfrom = \"old\"\nto = \"new\"\n",
+            src.url("imaps"),
+            src.ca_file().display(),
+            dst.url("imaps"),
+            dst.ca_file().display(),
+        ),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let run = |args: &[&str]| {
+        crate::cli::to_run(
+            env.cmd("unused")
+                .env("SRC_PW", src.password())
+                .env("DST_PW", dst.password())
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    };
+    let r = run(&["run", "move", "-c", c, "--json"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    src.deliver(
+        src.user(),
+        "INBOX",
+        &common::corpus(52, 2, &CorpusOpts::small()),
+    );
+
+    let r = run(&["status", "--remote", "-c", c, "--json"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let pending: std::collections::BTreeMap<String, u64> = r
+        .json()
+        .into_iter()
+        .filter(|l| l["event"] == "remote" && l["job"] == "move")
+        .map(|l| {
+            (
+                l["folder"].as_str().unwrap().to_string(),
+                l["pending"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pending,
+        [("Archive".to_string(), 0), ("INBOX".to_string(), 2)].into(),
+        "{}",
+        r.stdout
+    );
+}
