@@ -112,7 +112,7 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l keep-last 
 complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l max-total -d 'Keep each folder under SIZE, deleting oldest first' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l larger-than -d 'Delete messages larger than SIZE' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l only-if-stored-in -d 'Delete only if the state (or a lookup) proves it is stored there' -r
-complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l max-delete -d 'Refuse to delete more than N messages without --yes [default: 1000, or 10% of a folder]' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l max-delete -d 'Refuse to delete more than N messages without --yes [default: 1000, or more than 10% of a folder when that is also more than 20 messages]' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l password-command -d 'Run CMD with sh -c; its first output line is the password' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l password-file -d 'Read the password from the first line of FILE' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand prune" -l password-env -d 'Read the password from environment variable VAR' -r
@@ -245,7 +245,7 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_see
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l max-total -d 'Keep each folder under SIZE, deleting oldest first' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l larger-than -d 'Delete messages larger than SIZE' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l only-if-stored-in -d 'Delete only if the state (or a lookup) proves it is stored there' -r
-complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l max-delete -d 'Refuse to delete more than N messages without --yes [default: 1000, or 10% of a folder]' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l max-delete -d 'Refuse to delete more than N messages without --yes [default: 1000, or more than 10% of a folder when that is also more than 20 messages]' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l password-command -d 'Run CMD with sh -c; its first output line is the password' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l password-file -d 'Read the password from the first line of FILE' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand plan; and __fish_seen_subcommand_from prune" -l password-env -d 'Read the password from environment variable VAR' -r
@@ -278,7 +278,7 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand status" -l connectio
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -l ca-file -d 'Extra trusted CA certificates (PEM), added to the system roots' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -l tls-fingerprint -d 'Trust exactly this server certificate: sha256:HEX (see `mailferry check`)' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -l timeout -d 'Seconds to wait for any server response before giving up' -r
-complete -c mailferry -n "__fish_mailferry_using_subcommand status" -l remote -d 'Also ask the servers how many messages are pending'
+complete -c mailferry -n "__fish_mailferry_using_subcommand status" -l remote -d 'Also ask each job\'s server, per folder, how many messages it holds that the state has no record of (pending for the next run, or skipped by the job\'s filters); an unreachable server gets its own error line'
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -s n -l dry-run -d 'Show what would happen; change nothing on any server or disk'
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -l json -d 'One JSON object per line on stdout (events, then a summary)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -s q -l quiet -d 'Print nothing but errors'

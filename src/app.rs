@@ -72,7 +72,9 @@ async fn dispatch(
                 crate::exec::run_job(&config.prune_job(a)?, "plan", &ctx()).await
             }
         },
-        Command::Status(st) => crate::commands::status::run(config, &st.jobs, st.remote, reporter),
+        Command::Status(st) => {
+            crate::commands::status::run(config, &st.jobs, st.remote, reporter).await
+        }
         Command::Check(c) => {
             let secret = crate::config::secret_of(&c.secret, "MAILFERRY_PASSWORD");
             crate::commands::check::run(config, &c.urls, secret, reporter).await

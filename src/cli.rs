@@ -265,7 +265,8 @@ pub struct PruneArgs {
     /// Move to the Trash folder instead of expunging
     #[arg(long)]
     pub to_trash: bool,
-    /// Refuse to delete more than N messages without --yes [default: 1000, or 10% of a folder]
+    /// Refuse to delete more than N messages without --yes [default: 1000, or more than 10% of a
+    /// folder when that is also more than 20 messages]
     #[arg(long, value_name = "N")]
     pub max_delete: Option<u64>,
     /// Confirm a deletion above the --max-delete guard
@@ -328,7 +329,9 @@ pub struct StatusArgs {
     /// Jobs of the config file to show (default: everything in the state)
     #[arg(value_name = "JOB")]
     pub jobs: Vec<String>,
-    /// Also ask the servers how many messages are pending
+    /// Also ask each job's server, per folder, how many messages it holds that
+    /// the state has no record of (pending for the next run, or skipped by the
+    /// job's filters); an unreachable server gets its own error line
     #[arg(long)]
     pub remote: bool,
 }

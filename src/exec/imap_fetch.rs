@@ -735,7 +735,7 @@ async fn recover_uidvalidity(
 }
 
 /// `imaps://host/Archive` fetches Archive and the folders below it.
-fn url_allows(folder: Option<&FolderName>, name: &FolderName) -> bool {
+pub(crate) fn url_allows(folder: Option<&FolderName>, name: &FolderName) -> bool {
     match folder {
         None => true,
         Some(f) => {

@@ -150,10 +150,30 @@ impl Session {
 
     /// All UIDs in the selected mailbox (`UID SEARCH ALL`), ascending.
     pub async fn uid_search_all(&mut self) -> Result<Vec<Uid>> {
+        self.uid_search("ALL").await
+    }
+
+    /// UIDs in the selected mailbox that are not in `known` (`UID SEARCH
+    /// NOT UID set`), ascending: what a state lacks, in a reply as small as
+    /// the answer. A set too long for one command line is diffed locally
+    /// against `UID SEARCH ALL` instead.
+    pub async fn uid_search_not(&mut self, known: &UidSet) -> Result<Vec<Uid>> {
+        if known.is_empty() {
+            return self.uid_search_all().await;
+        }
+        let set = known.to_string();
+        if set.len() > MAX_SET_BYTES {
+            let all = self.uid_search_all().await?;
+            return Ok(all.into_iter().filter(|u| !known.contains(*u)).collect());
+        }
+        self.uid_search(&format!("NOT UID {set}")).await
+    }
+
+    async fn uid_search(&mut self, criteria: &str) -> Result<Vec<Uid>> {
         let mut uids = Vec::new();
         self.run(
-            &[Part::Text("UID SEARCH ALL".into())],
-            "UID SEARCH ALL",
+            &[Part::Text(format!("UID SEARCH {criteria}"))],
+            "UID SEARCH",
             |u| {
                 if let Untagged::Search(v) = u {
                     uids.extend(v.iter().map(|&n| Uid(n)));

@@ -491,6 +491,16 @@ impl State {
         Ok(out)
     }
 
+    /// Every recorded UID of a folder row under one UIDVALIDITY, whatever
+    /// the target: what `status --remote` subtracts from the server's UIDs.
+    pub fn recorded_uids(&self, folder_id: i64, uidvalidity: UidValidity) -> Result<Vec<Uid>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT uid FROM messages WHERE folder_id = ?1 AND uidvalidity = ?2 AND uid IS NOT NULL",
+        )?;
+        let rows = st.query_map(params![folder_id, uidvalidity.0], |r| Ok(Uid(r.get(0)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Every recorded UIDL of a (POP3) folder stored in `target`.
     pub fn known_uidls(&self, folder_id: i64, target: &str) -> Result<HashMap<Uidl, KnownMsg>> {
         let mut st = self.conn.prepare_cached(

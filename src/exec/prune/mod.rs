@@ -9,7 +9,8 @@
 //!   by Message-ID + size (a content digest where there is no Message-ID).
 //!   Anything unproven is kept and reported;
 //! - the mass-delete guard then looks at the whole plan before anything
-//!   is deleted (`--max-delete`, default 1000 or 10% of a folder; `--yes`);
+//!   is deleted (`--max-delete`, default 1000, or more than 10% of a
+//!   folder once that is more than 20 messages; `--yes`);
 //! - deletions go in batches: each is logged in the state's deletion
 //!   history *before* the server (or file system) is asked and settled
 //!   once it confirmed, so a run killed anywhere leaves a record of every
@@ -39,8 +40,12 @@ use crate::types::FolderName;
 const BATCH: usize = 500;
 /// The guard's default: more than this many in one run…
 const DEFAULT_MAX_DELETE: u64 = 1000;
-/// …or more than this share of a folder's messages.
+/// …or more than this share of a folder's messages…
 const DEFAULT_MAX_SHARE: f64 = 0.10;
+/// …when that is also more than this many: the share rule's floor, so a
+/// routine run on a small folder (1 of 9 is 11%) never trips it, while
+/// wiping most of a small folder (25 of 30) still does.
+const SHARE_FLOOR: u64 = 20;
 
 /// One message prune chose, with everything the report and the log need.
 #[derive(Debug, Clone)]
@@ -97,8 +102,8 @@ pub async fn run(job: &PruneJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
 
 /// The mass-delete guard over the whole plan: refuses (before anything is
 /// deleted) a run above `--max-delete` (or the config's `max_delete`), by
-/// default above 1000 messages or 10% of a folder, unless `--yes`. A dry
-/// run only warns.
+/// default above 1000 messages, or above both 10% and 20 messages of one
+/// folder, unless `--yes`. A dry run only warns.
 pub(super) fn guard(job: &PruneJob, ctx: &Ctx<'_>, work: &[&FolderWork]) -> Result<()> {
     let total: u64 = work.iter().map(|w| w.delete.len() as u64).sum();
     let why = match job.max_delete {
@@ -112,11 +117,12 @@ pub(super) fn guard(job: &PruneJob, ctx: &Ctx<'_>, work: &[&FolderWork]) -> Resu
         None => work
             .iter()
             .find(|w| {
-                !w.delete.is_empty() && w.delete.len() as f64 > w.messages as f64 * DEFAULT_MAX_SHARE
+                w.delete.len() as u64 > SHARE_FLOOR
+                    && w.delete.len() as f64 > w.messages as f64 * DEFAULT_MAX_SHARE
             })
             .map(|w| {
                 format!(
-                    "would delete {} of the {} messages of {} (more than the default limit of 10% of a folder)",
+                    "would delete {} of the {} messages of {} (more than the default limit of 10% of a folder, counted above {SHARE_FLOOR} messages)",
                     w.delete.len(),
                     w.messages,
                     w.name
