@@ -81,9 +81,14 @@ pub fn now() -> i64 {
 }
 
 /// Runs one job: takes the state lock (exit 75 if held), opens the state,
-/// dispatches, and records the run in the state's history.
+/// dispatches, and records the run in the state's history. `verify` only
+/// reads the servers, so it runs without the lock: checking a backup must
+/// not fail because the cron fetch is running.
 pub async fn run_job(job: &crate::config::Job, command: &str, ctx: &Ctx<'_>) -> Result<()> {
-    let _lock = State::lock(&ctx.settings.state_path)?;
+    let _lock = match job.kind {
+        JobKind::Verify(_) => None,
+        _ => Some(State::lock(&ctx.settings.state_path)?),
+    };
     let state = open_state(&ctx.settings.state_path, ctx.settings.dry_run)?;
     let run_id = if ctx.settings.dry_run {
         None

@@ -579,6 +579,37 @@ fn second_run_on_a_locked_state_exits_75() {
 }
 
 #[test]
+fn verify_runs_while_a_fetch_holds_the_lock() {
+    let dv = Dovecot::start();
+    load(&dv, 19, 12, &CorpusOpts::small());
+    let env = Env::new();
+    let to = env.path("mail");
+    assert_eq!(fetch(&env, &dv, &to, &[]).code, 0);
+    let _held = mailferry::state::State::lock(&env.state()).unwrap();
+    assert_eq!(fetch(&env, &dv, &to, &[]).code, 75, "fetch still waits");
+    let ca = dv.ca_file().display().to_string();
+    let r = crate::cli::to_run(
+        env.cmd("unused")
+            .env("MAILFERRY_FROM_PASSWORD", dv.password())
+            .args([
+                "verify",
+                "--from",
+                &dv.url("imaps"),
+                "--to",
+                to.to_str().unwrap(),
+                "--ca-file",
+                &ca,
+                "--json",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let last = r.json().pop().unwrap();
+    assert_eq!(last["event"], "summary", "{}", r.stdout);
+}
+
+#[test]
 fn plan_changes_nothing_and_counts_what_would_happen() {
     let dv = Dovecot::start();
     load(&dv, 18, 20, &CorpusOpts::small());
