@@ -140,12 +140,10 @@ fn unchanged(sh: &Shared<'_>, f: &ListedFolder, st: &FolderStatus) -> Result<boo
     if !same {
         return Ok(false);
     }
-    Ok(match sh.job.retention {
-        Retention::Keep => true,
-        r => {
-            let known = state.known_uids(fs.id, fs.uidvalidity.unwrap(), &sh.target)?;
-            let ks: Vec<Known> = known.iter().map(|(u, k)| known_of(*u, k)).collect();
-            plan::source_deletions(&ks, r, sh.ctx.now, None).is_empty()
+    Ok(match plan::deletion_cutoff(sh.job.retention, sh.ctx.now) {
+        None => true,
+        Some(cutoff) => {
+            !state.any_due_for_deletion(fs.id, fs.uidvalidity.unwrap(), &sh.target, cutoff)?
         }
     })
 }

@@ -18,7 +18,7 @@ pub use copy::{FolderPlan, LocalFile, plan_copy};
 pub use folders::{FolderInfo, FolderMap, MapReason, MapRule, map_folders, special_use_by_name};
 pub use prune::{PruneCandidate, PruneDecision, plan_prune};
 pub use rekey::{RekeyOutcome, RekeyRecord, RekeySource, rekey};
-pub use retention::{Deletion, source_deletions};
+pub use retention::{Deletion, deletion_cutoff, source_deletions};
 
 use crate::types::{Flags, Uid, Uidl};
 

@@ -17,6 +17,17 @@ pub struct Deletion {
     pub message_id: Option<String>,
 }
 
+/// The newest `first_stored_at` a message may have to be due for deletion
+/// under `retention`, or None when nothing is ever deleted. The same
+/// cutoff as [`source_deletions`], for a cheap "is anything due?" query.
+pub fn deletion_cutoff(retention: Retention, now: i64) -> Option<i64> {
+    match retention {
+        Retention::Keep => None,
+        Retention::AfterFetch => Some(i64::MAX),
+        Retention::AfterDays(d) => Some(now - i64::from(d) * 86_400),
+    }
+}
+
 /// The source deletions that `retention` asks for at time `now`. `known`
 /// are the state's records (stored durably, by construction); `present`,
 /// when given, limits to keys still on the server (POP3 must not DELE a
@@ -27,10 +38,12 @@ pub fn source_deletions<'a>(
     now: i64,
     present: Option<&HashSet<MsgKey>>,
 ) -> Vec<Deletion> {
-    let (cutoff, reason) = match retention {
-        Retention::Keep => return Vec::new(),
-        Retention::AfterFetch => (i64::MAX, "delete-after-fetch".to_string()),
-        Retention::AfterDays(d) => (now - i64::from(d) * 86_400, format!("delete-after {d}d")),
+    let Some(cutoff) = deletion_cutoff(retention, now) else {
+        return Vec::new();
+    };
+    let reason = match retention {
+        Retention::AfterDays(d) => format!("delete-after {d}d"),
+        _ => "delete-after-fetch".to_string(),
     };
     let mut out: Vec<Deletion> = known
         .into_iter()

@@ -501,6 +501,28 @@ impl State {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// True if some message of the folder, stored in `target` at or before
+    /// `cutoff` and not yet deleted on the server, is due for retention:
+    /// one indexed query instead of loading every known UID, so a no-op
+    /// rerun with retention on stays constant-time per folder.
+    pub fn any_due_for_deletion(
+        &self,
+        folder_id: i64,
+        uidvalidity: UidValidity,
+        target: &str,
+        cutoff: i64,
+    ) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE folder_id = ?1 AND uidvalidity = ?2 \
+                 AND uid IS NOT NULL AND target = ?3 AND deleted_at IS NULL AND first_stored_at <= ?4)",
+            )?
+            .query_row(params![folder_id, uidvalidity.0, target, cutoff], |r| {
+                r.get(0)
+            })?)
+    }
+
     /// Every recorded UIDL of a (POP3) folder stored in `target`.
     pub fn known_uidls(&self, folder_id: i64, target: &str) -> Result<HashMap<Uidl, KnownMsg>> {
         let mut st = self.conn.prepare_cached(

@@ -327,3 +327,26 @@ fn deletion_log_is_written_ahead_and_settled() {
     let rep = s.deletion_report().unwrap();
     assert_eq!((rep[0].deleted, rep[0].bytes, rep[0].pending), (2, 20, 0));
 }
+
+#[test]
+fn due_for_deletion_follows_the_cutoff_and_deletions() {
+    let t = tempfile::tempdir().unwrap();
+    let mut s = State::open(&t.path().join("state.db")).unwrap();
+    let f = s.folder(ACCT, &FolderName::new("INBOX")).unwrap();
+    s.record_batch(f.id, &[rec(5, 1)], 1_000).unwrap();
+    s.record_batch(f.id, &[rec(5, 2)], 2_000).unwrap();
+    let due = |s: &State, cutoff| {
+        s.any_due_for_deletion(f.id, UidValidity(5), TARGET, cutoff)
+            .unwrap()
+    };
+    assert!(!due(&s, 999));
+    assert!(due(&s, 1_000));
+    assert!(
+        !s.any_due_for_deletion(f.id, UidValidity(6), TARGET, i64::MAX)
+            .unwrap()
+    );
+    let id1 = s.known_uids(f.id, UidValidity(5), TARGET).unwrap()[&Uid(1)].id;
+    s.mark_deleted(&[id1], "delete-after 1d", 3_000).unwrap();
+    assert!(!due(&s, 1_500), "the only due message is gone");
+    assert!(due(&s, i64::MAX));
+}
