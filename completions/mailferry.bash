@@ -738,7 +738,7 @@ _mailferry() {
             return 0
             ;;
         mailferry__subcmd__plan__subcmd__prune)
-            opts="-c -n -q -v -h -V --on --folder --exclude --max-size --since --older-than --keep-last --max-total --larger-than --only-if-stored-in --to-trash --max-delete --yes --only-unread --include-flagged --allow-expunge-all --password-command --password-file --password-env --oauth2-token-command --config --state --dry-run --json --quiet --verbose --connections --insecure-plaintext --ca-file --tls-fingerprint --timeout --help --version"
+            opts="-c -n -q -v -h -V --on --folder --exclude --max-size --since --older-than --keep-last --max-total --larger-than --only-if-stored-in --to-trash --max-delete --yes --only-unread --include-flagged --skip-flagged --allow-expunge-all --password-command --password-file --password-env --oauth2-token-command --config --state --dry-run --json --quiet --verbose --connections --insecure-plaintext --ca-file --tls-fingerprint --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -946,7 +946,7 @@ _mailferry() {
             return 0
             ;;
         mailferry__subcmd__prune)
-            opts="-c -n -q -v -h -V --on --folder --exclude --max-size --since --older-than --keep-last --max-total --larger-than --only-if-stored-in --to-trash --max-delete --yes --only-unread --include-flagged --allow-expunge-all --password-command --password-file --password-env --oauth2-token-command --config --state --dry-run --json --quiet --verbose --connections --insecure-plaintext --ca-file --tls-fingerprint --timeout --help --version"
+            opts="-c -n -q -v -h -V --on --folder --exclude --max-size --since --older-than --keep-last --max-total --larger-than --only-if-stored-in --to-trash --max-delete --yes --only-unread --include-flagged --skip-flagged --allow-expunge-all --password-command --password-file --password-env --oauth2-token-command --config --state --dry-run --json --quiet --verbose --connections --insecure-plaintext --ca-file --tls-fingerprint --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

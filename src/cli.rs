@@ -276,8 +276,12 @@ pub struct PruneArgs {
     #[arg(long)]
     pub only_unread: bool,
     /// Let rules delete flagged messages too (by default they are kept)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "skip_flagged")]
     pub include_flagged: bool,
+    /// Keep flagged messages whatever the rules say (the default; spelled
+    /// out for scripts that want to say so)
+    #[arg(long)]
+    pub skip_flagged: bool,
     /// Allow a plain EXPUNGE on servers without UIDPLUS (may remove other clients' \Deleted mail)
     #[arg(long)]
     pub allow_expunge_all: bool,
