@@ -22,6 +22,9 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// at commit, so large batches cannot run out of file descriptors.
 const MAX_OPEN_PENDING: usize = 256;
 
+/// Largest CRLF→LF buffer a batch keeps between messages.
+const SCRATCH_KEEP: usize = 256 << 10;
+
 /// Default number of concurrent fsyncs at commit; see
 /// [`Batch::fsync_parallelism`].
 const DEFAULT_FSYNC_THREADS: usize = 8;
@@ -347,7 +350,12 @@ impl PendingFile<'_> {
         crate::bytes::crlf_to_lf(body, &mut scratch);
         self.pending_cr = cr;
         let r = self.emit(&scratch);
-        self.batch.scratch = scratch;
+        // Kept for the next message only when small: several batches per
+        // folder are alive at once (commits in flight), and each holding a
+        // buffer the size of the largest message seen doubled peak RSS.
+        if scratch.capacity() <= SCRATCH_KEEP {
+            self.batch.scratch = scratch;
+        }
         r
     }
 
