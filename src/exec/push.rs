@@ -506,6 +506,28 @@ async fn push_folder(s: &mut Source, t: &mut Session, w: &Work, sh: &Shared<'_>)
         }
     }
     sum.copied += adopted.len() as u64;
+    // Over the target's APPENDLIMIT (RFC 7889): refused before the body is
+    // even read. Reported (and the folder left incomplete, so the next run
+    // looks again) until the limit or the message changes.
+    if let Some(max) = t.capabilities().appendlimit {
+        plan.copy.retain(|m| {
+            if m.size <= max {
+                return true;
+            }
+            let (u, l) = ids(&m.key);
+            rep.message_error(
+                name,
+                u,
+                l,
+                &format!(
+                    "{} bytes, over the target's APPENDLIMIT of {max} bytes: not sent; raise the limit on the target server or keep this message elsewhere",
+                    m.size
+                ),
+            );
+            sum.failed += 1;
+            false
+        });
+    }
     let progress = Arc::new(rep.folder_start(name, plan.copy.len() as u64, plan.copy_bytes()));
     if dry {
         sum.copied += plan.copy.len() as u64;

@@ -230,6 +230,23 @@ pub(crate) fn commands(dv: &Dovecot) -> Vec<String> {
     out
 }
 
+/// All client input since [`clear_rawlog`], raw (message bodies too).
+fn client_input(dv: &Dovecot) -> String {
+    let dir = dv.dir().join("home").join(dv.user()).join("rawlog");
+    let mut out = String::new();
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        if e.file_name().to_string_lossy().ends_with(".in") {
+            out.push_str(&String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()));
+        }
+    }
+    out
+}
+
+/// How often a literal of exactly `size` bytes was announced.
+fn literals_of(input: &str, size: usize) -> usize {
+    input.matches(&format!("{{{size}+}}")).count()
+}
+
 fn selects(cmds: &[String]) -> Vec<&String> {
     cmds.iter()
         .filter(|c| c.starts_with("SELECT ") || c.starts_with("EXAMINE "))
@@ -741,4 +758,87 @@ fn push_retries_a_folder_over_several_dropped_connections() {
         .count();
     assert!(retries >= 2, "expected several retries: {}", r.stdout);
     assert_exact_copy(&dst, &[("INBOX".to_string(), msgs)]);
+}
+
+/// A target that refuses messages over `max` bytes (the quota plugin's
+/// `quota_max_mail_size`), and says so as `APPENDLIMIT=max` if `advertise`.
+fn limited_target(max: usize, advertise: bool) -> Dovecot {
+    let mut o = DovecotOpts::default().config(RAWLOG).config(&format!(
+        "mail_plugins = $mail_plugins quota\nplugin {{\n  quota = maildir:User quota\n  quota_rule = *:storage=1G\n  quota_max_mail_size = {max}\n}}"
+    ));
+    if advertise {
+        o = o.config(&format!(
+            "protocol imap {{\n  imap_capability = +APPENDLIMIT={max}\n}}"
+        ));
+    }
+    Dovecot::start_with(o)
+}
+
+/// 120 messages in the source's INBOX (several MULTIAPPEND groups), two
+/// of them (UIDs 11 and 71) well over a limit the others are well under,
+/// whether a server counts LF or CRLF bytes. Returns the limit and those
+/// UIDs.
+fn limit_corpus(src: &Dovecot, seed: u64) -> (Vec<Message>, usize, Vec<u32>) {
+    const LIMIT: usize = 32 * 1024;
+    let mut msgs = common::corpus(seed, 120, &CorpusOpts::small().max_size(16 * 1024));
+    let over = vec![11, 71];
+    for u in &over {
+        let m = &mut msgs[*u as usize - 1];
+        m.raw
+            .extend(format!("{}\n", "x".repeat(76)).repeat(600).bytes());
+        assert!(m.raw.len() > LIMIT + 4096);
+    }
+    assert!(msgs.iter().filter(|m| m.rfc822_size() > LIMIT).count() == 2);
+    src.deliver(src.user(), "INBOX", &msgs);
+    (msgs, LIMIT, over)
+}
+
+fn errors(r: &Run) -> Vec<serde_json::Value> {
+    r.json()
+        .into_iter()
+        .filter(|e| e["event"] == "message_error")
+        .collect()
+}
+
+#[test]
+fn messages_over_the_targets_appendlimit_are_reported_not_sent_and_the_rest_go_on() {
+    let src = Dovecot::start_with(DovecotOpts::default().separator('/'));
+    let (msgs, limit, over) = limit_corpus(&src, 81);
+    let dst = limited_target(limit, true);
+    let env = Env::new();
+    clear_rawlog(&dst);
+    for _ in 0..2 {
+        let r = push(&env, &src, &dst, &["--folder", "INBOX"]);
+        assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+        let errs = errors(&r);
+        let mut uids: Vec<u32> = errs
+            .iter()
+            .map(|e| e["uid"].as_u64().unwrap() as u32)
+            .collect();
+        uids.sort_unstable();
+        assert_eq!(uids, over, "{}", r.stdout);
+        for e in &errs {
+            assert_eq!(e["folder"], "INBOX");
+            assert!(e["error"].as_str().unwrap().contains("APPENDLIMIT"), "{e}");
+        }
+        assert_eq!(summary(&r)["failed"], 2, "{}", r.stdout);
+    }
+    let fits: Vec<Message> = msgs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !over.contains(&(*i as u32 + 1)))
+        .map(|(_, m)| m.clone())
+        .collect();
+    assert_exact_copy(&dst, &[("INBOX".to_string(), fits)]);
+    // Never sent: no literal of that size reached the server.
+    let input = client_input(&dst);
+    assert!(input.contains("APPEND"));
+    for u in &over {
+        let size = msgs[*u as usize - 1].rfc822_size();
+        assert_eq!(
+            literals_of(&input, size),
+            0,
+            "UID {u} ({size} bytes) was sent"
+        );
+    }
 }
