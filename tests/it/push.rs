@@ -842,3 +842,52 @@ fn messages_over_the_targets_appendlimit_are_reported_not_sent_and_the_rest_go_o
         );
     }
 }
+
+#[test]
+fn a_refused_multiappend_group_is_retried_one_by_one_so_only_the_bad_message_fails() {
+    // The limit is enforced but not advertised: the client cannot know,
+    // the server refuses the whole MULTIAPPEND group ([LIMIT]).
+    let src = Dovecot::start_with(DovecotOpts::default().separator('/'));
+    let (msgs, limit, over) = limit_corpus(&src, 81);
+    let dst = limited_target(limit, false);
+    let env = Env::new();
+    clear_rawlog(&dst);
+    let r = push(&env, &src, &dst, &["--folder", "INBOX"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let errs = errors(&r);
+    let mut uids: Vec<u32> = errs
+        .iter()
+        .map(|e| e["uid"].as_u64().unwrap() as u32)
+        .collect();
+    uids.sort_unstable();
+    assert_eq!(uids, over, "{}", r.stdout);
+    for e in &errs {
+        assert_eq!(e["folder"], "INBOX");
+        assert!(e["error"].as_str().unwrap().contains("NO"), "{e}");
+    }
+    let s = summary(&r);
+    assert_eq!(
+        (s["copied"].as_u64(), s["failed"].as_u64()),
+        (Some(118), Some(2)),
+        "{}",
+        r.stdout
+    );
+    let fits: Vec<Message> = msgs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !over.contains(&(*i as u32 + 1)))
+        .map(|(_, m)| m.clone())
+        .collect();
+    assert_exact_copy(&dst, &[("INBOX".to_string(), fits)]);
+    // Each refused message went twice: in its group, then on its own.
+    let input = client_input(&dst);
+    for u in &over {
+        let size = msgs[*u as usize - 1].rfc822_size();
+        assert_eq!(literals_of(&input, size), 2, "UID {u} ({size} bytes)");
+    }
+    // A rerun tries only the two again.
+    let r = push(&env, &src, &dst, &["--folder", "INBOX"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert_eq!(errors(&r).len(), 2, "{}", r.stdout);
+    assert_eq!(summary(&r)["copied"], 0, "{}", r.stdout);
+}
