@@ -321,20 +321,41 @@ impl Source {
                 Ok(out)
             }
             Source::Pop3(p) => {
-                let mut out = Vec::with_capacity(keys.len());
+                // TOP n 0 for every candidate, pipelined: one round trip
+                // per window, not per message.
+                let mut want: HashMap<u32, (MsgKey, u64)> = HashMap::new();
+                let mut msgnos = Vec::with_capacity(keys.len());
                 for k in keys {
                     let MsgKey::Uidl(u) = k else { continue };
-                    let Some(&(n, size)) = p.open.get(u) else {
-                        continue;
-                    };
-                    let head = p.c.top(n, 0).await?;
-                    out.push(Head {
-                        key: k.clone(),
-                        message_id: MessageHeaders::parse(&head).message_id,
-                        size,
-                    });
+                    if let Some(&(n, size)) = p.open.get(u) {
+                        want.insert(n, (k.clone(), size));
+                        msgnos.push(n);
+                    }
                 }
-                Ok(out)
+                let mut out = Vec::with_capacity(msgnos.len());
+                let mut refused = None;
+                p.c.top_each(&msgnos, 0, |n, r| match r {
+                    Ok(head) => {
+                        let (key, size) = want[&n].clone();
+                        out.push(Head {
+                            key,
+                            message_id: MessageHeaders::parse(&head).message_id,
+                            size,
+                        });
+                        true
+                    }
+                    // Without its header a message cannot be matched: stop
+                    // rather than risk appending a copy the target has.
+                    Err(e) => {
+                        refused = Some(e);
+                        false
+                    }
+                })
+                .await?;
+                match refused {
+                    Some(e) => Err(e),
+                    None => Ok(out),
+                }
             }
         }
     }
