@@ -13,6 +13,15 @@
 //! state commit, a lost state file, or a UIDVALIDITY change on either side
 //! costs a header listing, not a duplicate. Bodies stream from the source
 //! into MULTIAPPEND groups on the target over a bounded channel.
+//!
+//! A rerun costs what changed, not the mailbox (IMAP source with
+//! CONDSTORE): one LIST and one pipelined STATUS on the source, and a
+//! folder still at the UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ recorded
+//! when it was last pushed to completion is not selected on either side.
+//! A changed one is listed with CHANGEDSINCE (new messages and flag
+//! changes only), and the target is searched for unrecorded copies only
+//! above the UIDs the state knows. A lost state, a UIDVALIDITY change on
+//! either side or a filter that holds messages back gets the full listing.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,12 +31,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::message::{MessageHeaders, normalize_message_id};
-use super::source::{Body, Source, SourceSpec, ids, state_key};
+use super::source::{Body, Since, Source, SourceSpec, ids, state_key};
 use super::{Ctx, pool};
 use crate::config::PushJob;
 use crate::endpoint::{Endpoint, Protocol, ServerConfig};
 use crate::error::{Error, Result};
-use crate::imap::{self, AppendMsg, FetchedMessage, ListedFolder, Session, StoreMode};
+use crate::imap::{
+    self, AppendMsg, FetchedMessage, FolderStatus, ListedFolder, Session, StoreMode,
+};
 use crate::maildir::Maildir;
 use crate::plan::{self, FolderInfo, FolderMap, Known, MapRule, MsgKey, RekeyRecord, SourceMsg};
 use crate::report::Summary;
@@ -121,6 +132,27 @@ pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Res
     }
     report_map(ctx, &maps);
 
+    // The no-op fast path (IMAP source with CONDSTORE): one pipelined
+    // STATUS for every folder; a folder whose UIDVALIDITY, UIDNEXT and
+    // HIGHESTMODSEQ are those recorded when it was last pushed to
+    // completion is passed over without a SELECT on either side.
+    let sync_key = format!("{source_key} {}", turl.account_key());
+    let swires: Vec<&str> = folders.iter().map(|f| f.wire.as_str()).collect();
+    let statuses = sctl.status_many(&swires).await?;
+    let mut skip: Vec<bool> = vec![false; folders.len()];
+    if let Some(statuses) = &statuses {
+        let st = state.lock().unwrap();
+        for (i, (f, m)) in folders.iter().zip(&maps).enumerate() {
+            // A target folder that is gone (deleted there) must be filled
+            // again, whatever the source did.
+            if let Some(fs) = &statuses[i]
+                && twires.contains_key(&m.target)
+            {
+                skip[i] = unchanged(&st, &sync_key, &f.name, fs)?;
+            }
+        }
+    }
+
     // Create (and subscribe) missing target folders, each once.
     let mut wires: HashMap<FolderName, String> = twires;
     if !dry {
@@ -141,7 +173,9 @@ pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Res
     let work: VecDeque<Work> = folders
         .into_iter()
         .zip(&maps)
-        .map(|(src, m)| Work {
+        .zip(skip)
+        .filter(|(_, skip)| !skip)
+        .map(|((src, m), _)| Work {
             src,
             target_wire: wires.get(&m.target).cloned(),
             target: m.target.clone(),
@@ -150,7 +184,7 @@ pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Res
     let sh = Shared {
         job,
         ctx,
-        sync_key: format!("{source_key} {}", turl.account_key()),
+        sync_key,
         target_account: turl.account_key(),
         spec,
         tcfg,
@@ -196,6 +230,20 @@ pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Res
         }
     }
     first_err.map_or(Ok(()), Err)
+}
+
+/// True when the source folder's STATUS matches the sync point recorded
+/// when it was last pushed to completion: nothing new, no flag changed.
+fn unchanged(st: &State, sync_key: &str, name: &FolderName, fs: &FolderStatus) -> Result<bool> {
+    let Some(rec) = st.find_folder(sync_key, name)? else {
+        return Ok(false);
+    };
+    Ok(rec.uidvalidity.is_some()
+        && rec.uidvalidity == fs.uidvalidity
+        && rec.uidnext.is_some()
+        && rec.uidnext == fs.uidnext
+        && rec.highestmodseq.is_some()
+        && rec.highestmodseq == fs.highestmodseq)
 }
 
 /// Lists both sides and maps the selected source folders. Returns the
@@ -303,8 +351,42 @@ async fn push_folder(s: &mut Source, t: &mut Session, w: &Work, sh: &Shared<'_>)
     let rep = sh.ctx.reporter;
     let dry = sh.ctx.settings.dry_run;
     let name = w.src.name.as_str();
-    let opened = s.open(&w.src, rep).await?;
-    let uv = opened.uidvalidity;
+    // Changes only since the last complete push, where the source keeps
+    // modification sequences and no filter could have held a message back
+    // that a later run must still see.
+    let since = {
+        let f = sh
+            .state
+            .lock()
+            .unwrap()
+            .find_folder(&sh.sync_key, &w.src.name)?;
+        f.and_then(|f| {
+            Some(Since {
+                uidvalidity: f.uidvalidity?,
+                highestmodseq: f.highestmodseq?,
+            })
+        })
+        .filter(|_| sh.job.filter.max_size.is_none() && sh.job.filter.since.is_none())
+    };
+    let mut opened = s.open_since(&w.src, since, rep).await?;
+    if opened.changes_only && opened.listing.is_empty() {
+        // Only expunges (or changes undone since): the target needs nothing.
+        let progress = rep.folder_start(name, 0, 0);
+        if !dry {
+            let mut st = sh.state.lock().unwrap();
+            let id = st.folder(&sh.sync_key, &w.src.name)?.id;
+            st.set_folder_sync(
+                id,
+                opened.uidvalidity,
+                opened.uidnext,
+                opened.highestmodseq,
+                sh.ctx.now,
+            )?;
+        }
+        progress.finish();
+        rep.folder_done(name, &Summary::default());
+        return Ok(());
+    }
     let tsel = match &w.target_wire {
         Some(tw) if dry => Some(t.examine(tw).await?),
         Some(tw) => Some(t.select(tw).await?),
@@ -334,6 +416,19 @@ async fn push_folder(s: &mut Source, t: &mut Session, w: &Work, sh: &Shared<'_>)
             .collect(),
         None => Vec::new(),
     };
+    // The target's UIDVALIDITY changed since the records were made: only
+    // a full listing re-identifies every copy there.
+    if opened.changes_only
+        && rows.iter().any(|m| {
+            m.location
+                .as_deref()
+                .and_then(parse_location)
+                .is_some_and(|(v, _)| Some(v) != tuv)
+        })
+    {
+        opened = s.open(&w.src, rep).await?;
+    }
+    let uv = opened.uidvalidity;
     let known: HashMap<MsgKey, Known> = rows
         .iter()
         .filter(|m| {
@@ -346,7 +441,7 @@ async fn push_folder(s: &mut Source, t: &mut Session, w: &Work, sh: &Shared<'_>)
         .collect();
     let mut plan = plan::plan_copy(
         &opened.listing,
-        true,
+        !opened.changes_only,
         &known,
         &HashMap::new(),
         &sh.job.filter,
@@ -372,7 +467,16 @@ async fn push_folder(s: &mut Source, t: &mut Session, w: &Work, sh: &Shared<'_>)
             .values()
             .filter_map(|k| parse_location(&k.location).map(|(_, u)| u))
             .collect();
-        adopted = reconcile(s, t, &plan.copy, &claimed).await?;
+        // Listing changes only, the folder was complete at the sync point:
+        // a copy the state does not know (a run killed between APPEND and
+        // commit) was appended after every recorded one, so only the
+        // target's UIDs above them need a look.
+        let after = if opened.changes_only {
+            claimed.iter().max().map(|u| Uid(u.0.saturating_add(1)))
+        } else {
+            None
+        };
+        adopted = reconcile(s, t, &plan.copy, &claimed, after).await?;
         if !adopted.is_empty() {
             let by_key: HashMap<&MsgKey, &SourceMsg> =
                 plan.copy.iter().map(|m| (&m.key, m)).collect();
@@ -402,6 +506,28 @@ async fn push_folder(s: &mut Source, t: &mut Session, w: &Work, sh: &Shared<'_>)
         }
     }
     sum.copied += adopted.len() as u64;
+    // Over the target's APPENDLIMIT (RFC 7889): refused before the body is
+    // even read. Reported (and the folder left incomplete, so the next run
+    // looks again) until the limit or the message changes.
+    if let Some(max) = t.capabilities().appendlimit {
+        plan.copy.retain(|m| {
+            if m.size <= max {
+                return true;
+            }
+            let (u, l) = ids(&m.key);
+            rep.message_error(
+                name,
+                u,
+                l,
+                &format!(
+                    "{} bytes, over the target's APPENDLIMIT of {max} bytes: not sent; raise the limit on the target server or keep this message elsewhere",
+                    m.size
+                ),
+            );
+            sum.failed += 1;
+            false
+        });
+    }
     let progress = Arc::new(rep.folder_start(name, plan.copy.len() as u64, plan.copy_bytes()));
     if dry {
         sum.copied += plan.copy.len() as u64;
@@ -445,7 +571,8 @@ async fn push_folder(s: &mut Source, t: &mut Session, w: &Work, sh: &Shared<'_>)
     Ok(())
 }
 
-/// Pairs planned source messages with unclaimed target messages: unique
+/// Pairs planned source messages with unclaimed target messages (all, or
+/// those from UID `after` up): unique
 /// Message-ID + size, else equal content digest (both sides downloaded to
 /// hash, only for the candidates). Returns (source key, target UID).
 async fn reconcile(
@@ -453,8 +580,12 @@ async fn reconcile(
     t: &mut Session,
     copy: &[SourceMsg],
     claimed: &HashSet<Uid>,
+    after: Option<Uid>,
 ) -> Result<Vec<(MsgKey, Uid)>> {
-    let tall = t.uid_search_all().await?;
+    let tall = match after {
+        Some(from) => t.uid_search_from(from).await?,
+        None => t.uid_search_all().await?,
+    };
     let tall: Vec<Uid> = tall.into_iter().filter(|u| !claimed.contains(u)).collect();
     if tall.is_empty() {
         return Ok(Vec::new());

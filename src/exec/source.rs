@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use super::message::{MessageHeaders, normalize_message_id, wire_bytes};
 use crate::endpoint::ServerConfig;
 use crate::error::{Error, Result};
-use crate::imap::{self, FetchedMessage, ListedFolder, Session};
+use crate::imap::{self, FetchedMessage, FolderStatus, ListedFolder, Session};
 use crate::maildir::Maildir;
 use crate::plan::{self, MsgKey, SourceMsg};
 use crate::pop3::{self, Fetched, Pop3Client};
@@ -96,6 +96,17 @@ pub(super) struct Opened {
     pub uidnext: Option<Uid>,
     pub highestmodseq: Option<ModSeq>,
     pub listing: Vec<SourceMsg>,
+    /// The listing holds only the messages changed (new, or flags) since
+    /// the sync point given to [`Source::open_since`], not the folder.
+    pub changes_only: bool,
+}
+
+/// Where a folder was last pushed to completion (IMAP with CONDSTORE):
+/// the next run lists only what changed after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Since {
+    pub uidvalidity: UidValidity,
+    pub highestmodseq: ModSeq,
 }
 
 /// One message read from the source, ready for APPEND.
@@ -192,16 +203,59 @@ impl Source {
         }
     }
 
+    /// STATUS (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ) of these
+    /// folders in one pipelined round trip, so push can pass over the
+    /// unchanged ones without selecting them. `None` when the source
+    /// cannot tell (not IMAP, or no CONDSTORE: flag changes would be
+    /// invisible); a folder's own STATUS failure is its `None`.
+    pub async fn status_many(
+        &mut self,
+        wires: &[&str],
+    ) -> Result<Option<Vec<Option<FolderStatus>>>> {
+        match self {
+            Source::Imap(s) if s.capabilities().condstore && !wires.is_empty() => Ok(Some(
+                s.status_many(wires)
+                    .await?
+                    .into_iter()
+                    .map(|r| r.ok())
+                    .collect(),
+            )),
+            _ => Ok(None),
+        }
+    }
+
     /// Opens a folder read-only and lists it for the planner.
     pub async fn open(&mut self, f: &ListedFolder, rep: &Reporter) -> Result<Opened> {
+        self.open_since(f, None, rep).await
+    }
+
+    /// [`open`](Self::open), but an IMAP folder still at the UIDVALIDITY
+    /// of `since` is listed only for what changed after it (CHANGEDSINCE:
+    /// new messages and flag changes, one round trip whatever the folder's
+    /// size). Anything else gets a full listing; see `changes_only`.
+    pub async fn open_since(
+        &mut self,
+        f: &ListedFolder,
+        since: Option<Since>,
+        rep: &Reporter,
+    ) -> Result<Opened> {
         match self {
             Source::Imap(s) => {
                 let sel = s.examine(&f.wire).await?;
-                let listing = s.uid_fetch_meta(None, None).await?;
+                let from = since
+                    .filter(|p| {
+                        s.capabilities().condstore
+                            && !sel.nomodseq
+                            && sel.highestmodseq.is_some()
+                            && sel.uidvalidity == p.uidvalidity
+                    })
+                    .map(|p| p.highestmodseq);
+                let listing = s.uid_fetch_meta(None, from).await?;
                 Ok(Opened {
                     uidvalidity: Some(sel.uidvalidity),
                     uidnext: sel.uidnext,
                     highestmodseq: sel.highestmodseq,
+                    changes_only: from.is_some(),
                     listing: listing
                         .messages
                         .iter()
@@ -267,20 +321,41 @@ impl Source {
                 Ok(out)
             }
             Source::Pop3(p) => {
-                let mut out = Vec::with_capacity(keys.len());
+                // TOP n 0 for every candidate, pipelined: one round trip
+                // per window, not per message.
+                let mut want: HashMap<u32, (MsgKey, u64)> = HashMap::new();
+                let mut msgnos = Vec::with_capacity(keys.len());
                 for k in keys {
                     let MsgKey::Uidl(u) = k else { continue };
-                    let Some(&(n, size)) = p.open.get(u) else {
-                        continue;
-                    };
-                    let head = p.c.top(n, 0).await?;
-                    out.push(Head {
-                        key: k.clone(),
-                        message_id: MessageHeaders::parse(&head).message_id,
-                        size,
-                    });
+                    if let Some(&(n, size)) = p.open.get(u) {
+                        want.insert(n, (k.clone(), size));
+                        msgnos.push(n);
+                    }
                 }
-                Ok(out)
+                let mut out = Vec::with_capacity(msgnos.len());
+                let mut refused = None;
+                p.c.top_each(&msgnos, 0, |n, r| match r {
+                    Ok(head) => {
+                        let (key, size) = want[&n].clone();
+                        out.push(Head {
+                            key,
+                            message_id: MessageHeaders::parse(&head).message_id,
+                            size,
+                        });
+                        true
+                    }
+                    // Without its header a message cannot be matched: stop
+                    // rather than risk appending a copy the target has.
+                    Err(e) => {
+                        refused = Some(e);
+                        false
+                    }
+                })
+                .await?;
+                match refused {
+                    Some(e) => Err(e),
+                    None => Ok(out),
+                }
             }
         }
     }

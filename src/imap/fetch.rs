@@ -188,6 +188,26 @@ impl Session {
         Ok(uids)
     }
 
+    /// UIDs from `from` up (`UID SEARCH UID from:*`), ascending: the
+    /// messages added since a known UID, without listing the whole
+    /// mailbox. (`n:*` names the last message even when `n` is past it;
+    /// that one is left out.)
+    pub async fn uid_search_from(&mut self, from: Uid) -> Result<Vec<Uid>> {
+        let cmd = format!("UID SEARCH UID {}:*", from.0.max(1));
+        let mut uids = Vec::new();
+        self.run(&[Part::Text(cmd.clone())], &cmd, |u| {
+            if let Untagged::Search(v) = u {
+                uids.extend(v.iter().map(|&n| Uid(n)).filter(|u| *u >= from));
+                return Ok(true);
+            }
+            Ok(false)
+        })
+        .await?;
+        uids.sort_unstable();
+        uids.dedup();
+        Ok(uids)
+    }
+
     /// Flags, size, INTERNALDATE and MODSEQ for `uids` (all when `None`).
     /// With `changed_since`, only messages changed after that MODSEQ, plus
     /// (QRESYNC) the UIDs expunged since: a rerun costs one round trip.

@@ -13,8 +13,13 @@ use crate::fetch_imap::wire;
 
 /// Source ('/') and target ('.'); the target's `\Sent` is "Sent Items".
 pub(crate) fn servers() -> (Dovecot, Dovecot) {
-    let src = Dovecot::start_with(DovecotOpts::default().separator('/'));
-    let dst = Dovecot::start_with(DovecotOpts::default().config(
+    servers_with(DovecotOpts::default())
+}
+
+/// [`servers`] with more settings for both (e.g. [`RAWLOG`]).
+pub(crate) fn servers_with(both: DovecotOpts) -> (Dovecot, Dovecot) {
+    let src = Dovecot::start_with(both.clone().separator('/'));
+    let dst = Dovecot::start_with(both.config(
         "namespace inbox {\n  mailbox Sent {\n    special_use =\n  }\n  mailbox \"Sent Items\" {\n    special_use = \\Sent\n  }\n}",
     ));
     dst.create_folder(dst.user(), "Sent Items");
@@ -165,6 +170,189 @@ pub(crate) fn keywords(dv: &Dovecot, folder: &str) -> String {
     ])
 }
 
+/// Dovecot config: log every IMAP session's client input (rawlog) under
+/// the user's home, to see which commands a run sent.
+pub(crate) const RAWLOG: &str = "protocol imap {\n  rawlog_dir = %h/rawlog\n}";
+
+/// Empties (and creates) the rawlog directory: the next sessions are the
+/// only ones [`commands`] sees. Dovecot writes there only if it exists.
+pub(crate) fn clear_rawlog(dv: &Dovecot) {
+    let dir = dv.dir().join("home").join(dv.user()).join("rawlog");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // Dovecot's mail processes run as nobody when the tests run as root.
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+}
+
+/// The command lines (`tag NAME args`) clients sent since [`clear_rawlog`],
+/// tag left out, e.g. `EXAMINE "INBOX"`, `UID FETCH 1:* (FLAGS)`.
+pub(crate) fn commands(dv: &Dovecot) -> Vec<String> {
+    let dir = dv.dir().join("home").join(dv.user()).join("rawlog");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        if !e.file_name().to_string_lossy().ends_with(".in") {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned();
+        for line in text.lines() {
+            // `1795818205.168329 M5 STATUS …`: timestamp, tag, command.
+            let line = match line.split_once(' ') {
+                Some((ts, rest)) if ts.parse::<f64>().is_ok() => rest,
+                _ => line,
+            };
+            let Some((_, rest)) = line.split_once(' ') else {
+                continue;
+            };
+            let word = rest.split(' ').next().unwrap_or("");
+            if [
+                "SELECT",
+                "EXAMINE",
+                "STATUS",
+                "UID",
+                "FETCH",
+                "APPEND",
+                "LIST",
+                "SEARCH",
+                "STORE",
+                "CREATE",
+                "NAMESPACE",
+                "ENABLE",
+                "LOGOUT",
+                "CAPABILITY",
+                "ID",
+            ]
+            .contains(&word.to_ascii_uppercase().as_str())
+            {
+                out.push(rest.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// All client input since [`clear_rawlog`], raw (message bodies too).
+fn client_input(dv: &Dovecot) -> String {
+    let dir = dv.dir().join("home").join(dv.user()).join("rawlog");
+    let mut out = String::new();
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        if e.file_name().to_string_lossy().ends_with(".in") {
+            out.push_str(&String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()));
+        }
+    }
+    out
+}
+
+/// How often a literal of exactly `size` bytes was announced.
+fn literals_of(input: &str, size: usize) -> usize {
+    input.matches(&format!("{{{size}+}}")).count()
+}
+
+fn selects(cmds: &[String]) -> Vec<&String> {
+    cmds.iter()
+        .filter(|c| c.starts_with("SELECT ") || c.starts_with("EXAMINE "))
+        .collect()
+}
+
+#[test]
+fn unchanged_rerun_selects_nothing_and_a_changed_one_lists_only_the_changes() {
+    let (src, dst) = servers_with(DovecotOpts::default().config(RAWLOG));
+    let mut spread = load(&src, 33, 60);
+    let env = Env::new();
+    let r = push(&env, &src, &dst, &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_exact_copy(&dst, &spread);
+    let inbox_src = src.status(src.user(), "INBOX").messages;
+
+    // No-op rerun: one LIST and one pipelined STATUS on the source, no
+    // folder selected on either server.
+    clear_rawlog(&src);
+    clear_rawlog(&dst);
+    let r = push(&env, &src, &dst, &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(summary(&r)["copied"], 0, "{}", r.stdout);
+    let (sc, dc) = (commands(&src), commands(&dst));
+    assert!(
+        sc.iter().filter(|c| c.starts_with("STATUS ")).count() >= spread.len(),
+        "the rawlog saw the STATUS fast path: {sc:?}"
+    );
+    assert!(selects(&sc).is_empty(), "source: {sc:?}");
+    assert!(selects(&dc).is_empty(), "target: {dc:?}");
+    assert!(
+        !sc.iter().chain(&dc).any(|c| c.starts_with("UID ")),
+        "no listing at all: {sc:?} {dc:?}"
+    );
+
+    // One flag change, one new message: only their folders are opened,
+    // the source lists only what changed (CHANGEDSINCE), and the target
+    // is searched only above the copies the state knows.
+    src.doveadm(&[
+        "flags",
+        "add",
+        "-u",
+        src.user(),
+        "\\Flagged",
+        "mailbox",
+        "INBOX",
+        "uid",
+        "2",
+    ]);
+    let m = &mut spread[0].1[1];
+    m.flags = format!("{}F", m.flags.replace('F', ""));
+    let more = common::corpus(34, 1, &CorpusOpts::small());
+    src.deliver(src.user(), "Archive/2025", &more);
+    spread
+        .iter_mut()
+        .find(|(f, _)| f == "Archive/2025")
+        .unwrap()
+        .1
+        .extend(more);
+    clear_rawlog(&src);
+    clear_rawlog(&dst);
+    let r = push(&env, &src, &dst, &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let s = summary(&r);
+    assert_eq!(
+        (s["copied"].as_u64(), s["flags_updated"].as_u64()),
+        (Some(1), Some(1)),
+        "{}",
+        r.stdout
+    );
+    assert_exact_copy(&dst, &spread);
+    let (sc, dc) = (commands(&src), commands(&dst));
+    let mut opened: Vec<&String> = selects(&sc);
+    opened.sort();
+    assert_eq!(
+        opened.len(),
+        2,
+        "source opened only the changed folders: {sc:?}"
+    );
+    assert!(
+        opened.iter().any(|c| c.contains("INBOX")) && opened.iter().any(|c| c.contains("2025")),
+        "{opened:?}"
+    );
+    assert_eq!(selects(&dc).len(), 2, "target: {dc:?}");
+    let listings: Vec<&String> = sc
+        .iter()
+        .filter(|c| c.starts_with("UID FETCH") && c.contains("MODSEQ"))
+        .collect();
+    assert!(
+        !listings.is_empty() && listings.iter().all(|c| c.contains("CHANGEDSINCE")),
+        "source listings: {listings:?}"
+    );
+    assert!(
+        !dc.iter().any(|c| c.contains("SEARCH ALL")),
+        "target: {dc:?}"
+    );
+    assert_eq!(src.status(src.user(), "INBOX").messages, inbox_src);
+
+    // And that state is again a no-op.
+    clear_rawlog(&src);
+    clear_rawlog(&dst);
+    let r = push(&env, &src, &dst, &[]);
+    assert_eq!(summary(&r)["copied"], 0, "{}", r.stdout);
+    assert!(selects(&commands(&src)).is_empty() && selects(&commands(&dst)).is_empty());
+}
+
 #[test]
 fn push_copies_everything_exactly_maps_folders_and_reruns_incrementally() {
     let (src, dst) = servers();
@@ -293,6 +481,64 @@ fn no_duplicates_after_lost_state_or_uidvalidity_change_on_either_side() {
     assert_eq!(total(&dst, &spread), count(&spread));
     let r = push(&env, &src, &dst, &[]);
     assert_eq!(summary(&r)["copied"], 0, "{}", r.stdout);
+    // The unchanged source folder was passed over; once it changes, the
+    // records of the old target UIDVALIDITY send it through a full
+    // listing that re-identifies the copies instead of appending them.
+    src.doveadm(&[
+        "flags",
+        "add",
+        "-u",
+        src.user(),
+        "\\Flagged",
+        "mailbox",
+        "INBOX",
+        "uid",
+        "4",
+    ]);
+    let r = push(&env, &src, &dst, &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(total(&dst, &spread), count(&spread));
+    let flagged = dst.doveadm(&["search", "-u", dst.user(), "mailbox", "INBOX", "FLAGGED"]);
+    let want = spread[0].1.iter().filter(|m| m.flags.contains('F')).count()
+        + usize::from(!spread[0].1[3].flags.contains('F'));
+    assert_eq!(flagged.lines().count(), want, "{flagged}");
+}
+
+#[test]
+fn killed_during_an_incremental_push_then_rerun_has_no_duplicates() {
+    // The folder is complete at a recorded sync point, then a run copying
+    // new mail is killed between APPEND and the state commit: the rerun
+    // lists only the changes and must still find those copies.
+    let (src, dst) = servers();
+    let mut spread = load(&src, 52, 30);
+    let env = Env::new();
+    assert_eq!(push(&env, &src, &dst, &[]).code, 0);
+    let more = common::corpus(53, 300, &CorpusOpts::small());
+    src.deliver(src.user(), "INBOX", &more);
+    spread[0].1.extend(more);
+    let ca = ca(&env, &src, &dst);
+    let (from, to) = (src.url("imaps"), dst.url("imaps"));
+    let partial = kill_until_partial(
+        || {
+            env.cmd("unused")
+                .env("MAILFERRY_FROM_PASSWORD", src.password())
+                .env("MAILFERRY_TO_PASSWORD", dst.password())
+                .args(["push", "--from", &from, "--to", &to, "--ca-file", &ca])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        },
+        || total(&dst, &spread),
+        count(&spread),
+    );
+    assert!(
+        partial.iter().any(|&n| n > 30 && n < count(&spread)),
+        "no kill landed mid-copy: {partial:?}"
+    );
+    let r = push(&env, &src, &dst, &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_exact_copy(&dst, &spread);
 }
 
 #[test]
@@ -512,4 +758,136 @@ fn push_retries_a_folder_over_several_dropped_connections() {
         .count();
     assert!(retries >= 2, "expected several retries: {}", r.stdout);
     assert_exact_copy(&dst, &[("INBOX".to_string(), msgs)]);
+}
+
+/// A target that refuses messages over `max` bytes (the quota plugin's
+/// `quota_max_mail_size`), and says so as `APPENDLIMIT=max` if `advertise`.
+fn limited_target(max: usize, advertise: bool) -> Dovecot {
+    let mut o = DovecotOpts::default().config(RAWLOG).config(&format!(
+        "mail_plugins = $mail_plugins quota\nplugin {{\n  quota = maildir:User quota\n  quota_rule = *:storage=1G\n  quota_max_mail_size = {max}\n}}"
+    ));
+    if advertise {
+        o = o.config(&format!(
+            "protocol imap {{\n  imap_capability = +APPENDLIMIT={max}\n}}"
+        ));
+    }
+    Dovecot::start_with(o)
+}
+
+/// 120 messages in the source's INBOX (several MULTIAPPEND groups), two
+/// of them (UIDs 11 and 71) well over a limit the others are well under,
+/// whether a server counts LF or CRLF bytes. Returns the limit and those
+/// UIDs.
+fn limit_corpus(src: &Dovecot, seed: u64) -> (Vec<Message>, usize, Vec<u32>) {
+    const LIMIT: usize = 32 * 1024;
+    let mut msgs = common::corpus(seed, 120, &CorpusOpts::small().max_size(16 * 1024));
+    let over = vec![11, 71];
+    for u in &over {
+        let m = &mut msgs[*u as usize - 1];
+        m.raw
+            .extend(format!("{}\n", "x".repeat(76)).repeat(600).bytes());
+        assert!(m.raw.len() > LIMIT + 4096);
+    }
+    assert!(msgs.iter().filter(|m| m.rfc822_size() > LIMIT).count() == 2);
+    src.deliver(src.user(), "INBOX", &msgs);
+    (msgs, LIMIT, over)
+}
+
+fn errors(r: &Run) -> Vec<serde_json::Value> {
+    r.json()
+        .into_iter()
+        .filter(|e| e["event"] == "message_error")
+        .collect()
+}
+
+#[test]
+fn messages_over_the_targets_appendlimit_are_reported_not_sent_and_the_rest_go_on() {
+    let src = Dovecot::start_with(DovecotOpts::default().separator('/'));
+    let (msgs, limit, over) = limit_corpus(&src, 81);
+    let dst = limited_target(limit, true);
+    let env = Env::new();
+    clear_rawlog(&dst);
+    for _ in 0..2 {
+        let r = push(&env, &src, &dst, &["--folder", "INBOX"]);
+        assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+        let errs = errors(&r);
+        let mut uids: Vec<u32> = errs
+            .iter()
+            .map(|e| e["uid"].as_u64().unwrap() as u32)
+            .collect();
+        uids.sort_unstable();
+        assert_eq!(uids, over, "{}", r.stdout);
+        for e in &errs {
+            assert_eq!(e["folder"], "INBOX");
+            assert!(e["error"].as_str().unwrap().contains("APPENDLIMIT"), "{e}");
+        }
+        assert_eq!(summary(&r)["failed"], 2, "{}", r.stdout);
+    }
+    let fits: Vec<Message> = msgs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !over.contains(&(*i as u32 + 1)))
+        .map(|(_, m)| m.clone())
+        .collect();
+    assert_exact_copy(&dst, &[("INBOX".to_string(), fits)]);
+    // Never sent: no literal of that size reached the server.
+    let input = client_input(&dst);
+    assert!(input.contains("APPEND"));
+    for u in &over {
+        let size = msgs[*u as usize - 1].rfc822_size();
+        assert_eq!(
+            literals_of(&input, size),
+            0,
+            "UID {u} ({size} bytes) was sent"
+        );
+    }
+}
+
+#[test]
+fn a_refused_multiappend_group_is_retried_one_by_one_so_only_the_bad_message_fails() {
+    // The limit is enforced but not advertised: the client cannot know,
+    // the server refuses the whole MULTIAPPEND group ([LIMIT]).
+    let src = Dovecot::start_with(DovecotOpts::default().separator('/'));
+    let (msgs, limit, over) = limit_corpus(&src, 81);
+    let dst = limited_target(limit, false);
+    let env = Env::new();
+    clear_rawlog(&dst);
+    let r = push(&env, &src, &dst, &["--folder", "INBOX"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let errs = errors(&r);
+    let mut uids: Vec<u32> = errs
+        .iter()
+        .map(|e| e["uid"].as_u64().unwrap() as u32)
+        .collect();
+    uids.sort_unstable();
+    assert_eq!(uids, over, "{}", r.stdout);
+    for e in &errs {
+        assert_eq!(e["folder"], "INBOX");
+        assert!(e["error"].as_str().unwrap().contains("NO"), "{e}");
+    }
+    let s = summary(&r);
+    assert_eq!(
+        (s["copied"].as_u64(), s["failed"].as_u64()),
+        (Some(118), Some(2)),
+        "{}",
+        r.stdout
+    );
+    let fits: Vec<Message> = msgs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !over.contains(&(*i as u32 + 1)))
+        .map(|(_, m)| m.clone())
+        .collect();
+    assert_exact_copy(&dst, &[("INBOX".to_string(), fits)]);
+    // Each refused message went twice: in its group, then on its own.
+    let input = client_input(&dst);
+    for u in &over {
+        let size = msgs[*u as usize - 1].rfc822_size();
+        assert_eq!(literals_of(&input, size), 2, "UID {u} ({size} bytes)");
+    }
+    // A rerun tries only the two again.
+    let r = push(&env, &src, &dst, &["--folder", "INBOX"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert_eq!(errors(&r).len(), 2, "{}", r.stdout);
+    assert_eq!(summary(&r)["copied"], 0, "{}", r.stdout);
 }
