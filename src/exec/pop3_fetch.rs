@@ -1,9 +1,12 @@
 //! `fetch` from POP3 into a Maildir (SPEC §2 fetch, §3, §4).
 //!
-//! One session per run: LIST + UIDL (or, on a server without UIDL, a digest
-//! of each message's `TOP n 0` headers and size), plan against the state,
-//! adopt files a killed run wrote but never recorded, pipelined RETR into
-//! the shared Maildir writer (INBOX `new/`), then retention: DELE only what
+//! One session lists and decides: LIST + UIDL in one round trip (or, on a
+//! server without UIDL, a digest of each message's `TOP n 0` headers and
+//! size), plan against the state, adopt files a killed run wrote but never
+//! recorded, pipelined RETR into the shared Maildir writer (INBOX `new/`);
+//! a big download is split over up to 4 sessions (`--connections`), each
+//! RETRieving its share by its own message numbers. Only the first session
+//! ever deletes: retention: DELE only what
 //! the state shows durably stored, and mark it deleted only once QUIT
 //! returned `+OK` (POP3 deletes at QUIT; a dropped session deletes nothing).
 
@@ -489,8 +492,57 @@ async fn copy(
         }
         (interrupted, failed)
     });
-    let msgnos: Vec<u32> = todo.iter().map(|m| m.msgno).collect();
-    let fetched = c.retr_many(&msgnos, ftx).await;
+    let parts = split_by_bytes(todo, 1 + extra_wanted(sh, todo));
+    let mut extras = extra_sessions(sh, parts.len() - 1).await;
+    let mut mine: Vec<u32> = parts[0].iter().map(|m| m.msgno).collect();
+    let mut assigned = Vec::new();
+    for (i, part) in parts[1..].iter().enumerate() {
+        let Some((_, numbers)) = extras.get(i) else {
+            // Fewer sessions than wanted: the first one takes the rest.
+            mine.extend(part.iter().map(|m| m.msgno));
+            continue;
+        };
+        let (etx, mut erx) = mpsc::channel::<Fetched>(8);
+        let mut list = Vec::new();
+        let mut back = HashMap::new();
+        for m in part.iter() {
+            match numbers.get(&m.uidl) {
+                Some(&n) => {
+                    list.push(n);
+                    back.insert(n, m.msgno);
+                }
+                // Gone in that session's view: the first one tries it.
+                None => mine.push(m.msgno),
+            }
+        }
+        // Message numbers are per session: map them back to this one's.
+        let ftx = ftx.clone();
+        tokio::spawn(async move {
+            while let Some(mut f) = erx.recv().await {
+                let Some(&n) = back.get(&f.msgno) else {
+                    continue;
+                };
+                f.msgno = n;
+                if ftx.send(f).await.is_err() {
+                    break;
+                }
+            }
+        });
+        assigned.push((list, etx));
+    }
+    let theirs = extras
+        .iter_mut()
+        .zip(assigned)
+        .map(|((session, _), (list, etx))| async move { session.retr_many(&list, etx).await });
+    let (fetched, others) = tokio::join!(
+        c.retr_many(&mine, ftx),
+        futures_util::future::join_all(theirs)
+    );
+    let fetched = others.into_iter().fold(fetched, |acc, r| acc.and(r));
+    for (session, _) in extras {
+        // Nothing was marked for deletion there; QUIT is a courtesy.
+        let _ = session.quit().await;
+    }
     let (interrupted, failed) = conv.await.unwrap_or((false, Vec::new()));
     let written = writer
         .await
@@ -512,6 +564,53 @@ async fn copy(
             result: Err(e),
         },
     }
+}
+
+/// Extra sessions worth opening for `todo`: none for a small download
+/// (a TLS handshake and a UIDL each cost more than they save), else up to
+/// `--connections` in all, at most 4.
+fn extra_wanted(sh: &Shared<'_>, todo: &[Listed]) -> usize {
+    const PER_SESSION: usize = 200;
+    let cap = (sh.ctx.settings.connections as usize).clamp(1, 4) - 1;
+    (todo.len() / PER_SESSION).min(cap)
+}
+
+/// Splits `todo` (in message-number order) into `k` runs of about equal
+/// bytes, so every session reads its share of the mailbox in order.
+fn split_by_bytes(todo: &[Listed], k: usize) -> Vec<&[Listed]> {
+    let total: u64 = todo.iter().map(|m| m.size).sum();
+    let mut parts = Vec::with_capacity(k);
+    let (mut start, mut acc) = (0, 0u64);
+    for (i, m) in todo.iter().enumerate() {
+        acc += m.size;
+        let due = total * (parts.len() as u64 + 1) / k as u64;
+        if acc >= due && parts.len() + 1 < k {
+            parts.push(&todo[start..=i]);
+            start = i + 1;
+        }
+    }
+    parts.push(&todo[start..]);
+    parts
+}
+
+/// More sessions on the same mailbox, for a big download: each is its
+/// own server process (Dovecot does not lock a POP3 mailbox unless told
+/// to), so the server's reading and TLS run in parallel, not one message
+/// after another. Each returns its own UIDL → message number map, since
+/// numbers are per session. A server that locks the maildrop (RFC 1939
+/// allows it), lacks UIDL or refuses the connection simply gives fewer
+/// sessions; the first one does the rest.
+async fn extra_sessions(sh: &Shared<'_>, n: usize) -> Vec<(Pop3Client, HashMap<Uidl, u32>)> {
+    let open = (0..n).map(|_| async {
+        let (mut c, _) = pop3::connect(&sh.cfg).await.ok()?;
+        let ids = c.uidl_all().await.ok()??;
+        Some((c, ids.into_iter().map(|(n, u)| (u, n)).collect()))
+    });
+    futures_util::future::join_all(open)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// DELE what the retention rule selects among messages the state shows

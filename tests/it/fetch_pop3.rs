@@ -699,3 +699,34 @@ fn deletions_count_only_once_quit_is_confirmed() {
     assert!(mailbox.lock().unwrap().is_empty());
     assert_eq!(maildir_files(&to)["INBOX"].len(), 8);
 }
+
+/// A big download is split over parallel sessions (Dovecot does not lock a
+/// POP3 mailbox); message numbers differ per session in principle, so the
+/// copy must still be exact, and `--connections 1` must stay one session.
+#[test]
+fn large_download_uses_parallel_sessions_and_stays_exact() {
+    let dv = Dovecot::start();
+    let msgs = load(&dv, 41, 450);
+    let logins = |dv: &Dovecot| dv.log().matches("pop3-login: Info: Login:").count();
+    let env = Env::new();
+    let to = env.path("mail");
+    let r = fetch(&env, &dv, &to, &["--connections", "1"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(logins(&dv), 1, "--connections 1 is one session");
+    assert_exact(&to, &msgs);
+
+    let env = Env::new();
+    let to = env.path("mail");
+    let before = logins(&dv);
+    let r = fetch(&env, &dv, &to, &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(
+        logins(&dv) - before,
+        3,
+        "450 messages: the first session and two more"
+    );
+    assert_exact(&to, &msgs);
+    let r = fetch(&env, &dv, &to, &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.json().pop().unwrap()["copied"], 0);
+}
