@@ -667,3 +667,61 @@ fn without_uidplus_prune_refuses_a_bare_expunge_unless_allowed() {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(dv.status(dv.user(), "INBOX").messages, 1);
 }
+
+/// Per-folder rules from the config (`[[job.rules]]`): the folder's own
+/// rule replaces the job's for that folder, the job's applies elsewhere,
+/// and `run` deletes exactly what its dry run listed.
+#[test]
+fn config_folder_rules_override_the_jobs_rule_for_that_folder() {
+    let dv = Dovecot::start();
+    dv.deliver(dv.user(), "INBOX", &inbox());
+    dv.create_folder(dv.user(), "Trash");
+    dv.deliver(dv.user(), "Trash", &inbox());
+    let env = Env::new();
+    let cfg = env.path("mailferry.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[account.x]\nurl = \"{}\"\npassword_env = \"IMAP_PW\"\nca_file = \"{}\"\n\n\
+             [[job]]\nname = \"tidy\"\ncommand = \"prune\"\non = \"x\"\nolder_than = 365\n\
+             only_if_stored = false\nmax_delete = 100\n\n\
+             [[job.rules]]\nfolder = \"Trash\"\nolder_than = 30\n",
+            dv.url("imaps"),
+            dv.ca_file().display(),
+        ),
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "-c", cfg.to_str().unwrap(), "--json", "tidy"];
+        args.extend_from_slice(extra);
+        let r = crate::cli::to_run(
+            env.cmd("")
+                .env("IMAP_PW", dv.password())
+                .env("MAILFERRY_NOW", NOW.to_string())
+                .args(&args)
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        r
+    };
+    let planned = deletes(&run(&["--dry-run"]), true);
+    let want: BTreeSet<(String, String)> = [("INBOX", 1)]
+        .into_iter()
+        .chain([1, 3, 4, 5, 6].map(|u| ("Trash", u)))
+        .map(|(f, u)| (f.to_string(), u.to_string()))
+        .collect();
+    assert_eq!(
+        planned, want,
+        "INBOX by 365 days, Trash by 30; flagged UID 2 kept"
+    );
+    assert_eq!(
+        deletes(&run(&[]), false),
+        want,
+        "the real run deletes the plan"
+    );
+    assert!(
+        deletes(&run(&["--dry-run"]), true).is_empty(),
+        "nothing left to go"
+    );
+}
