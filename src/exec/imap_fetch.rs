@@ -176,17 +176,7 @@ fn report_gone_folders(
 }
 
 fn known_of(uid: Uid, k: &KnownMsg) -> Known {
-    Known {
-        id: k.id,
-        key: MsgKey::Uid(uid),
-        flags: Some(k.flags.clone()),
-        stored_at: k.first_stored_at,
-        location: String::new(),
-        size: k.size.unwrap_or(0),
-        date: 0,
-        message_id: None,
-        deleted: k.deleted_at.is_some(),
-    }
+    super::known_from(MsgKey::Uid(uid), k, Some(k.flags.clone()))
 }
 
 async fn sync_folder(s: &mut Session, f: &ListedFolder, sh: &Shared<'_>) -> Result<()> {

@@ -34,6 +34,26 @@ pub struct Ctx<'a> {
     pub now: i64,
 }
 
+/// The planner's view of a recorded message (IMAP and POP3 fetch alike):
+/// Message-ID and date are not needed to plan a copy, so they stay empty.
+pub(crate) fn known_from(
+    key: crate::plan::MsgKey,
+    k: &crate::state::KnownMsg,
+    flags: Option<crate::types::Flags>,
+) -> crate::plan::Known {
+    crate::plan::Known {
+        id: k.id,
+        key,
+        flags,
+        stored_at: k.first_stored_at,
+        location: String::new(),
+        size: k.size.unwrap_or(0),
+        date: 0,
+        message_id: None,
+        deleted: k.deleted_at.is_some(),
+    }
+}
+
 /// The state's folder-row key of a fetch: per (account, target), so two
 /// backups of one account keep separate sync points.
 pub fn sync_key(account: &str, target: &str) -> String {

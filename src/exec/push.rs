@@ -267,7 +267,9 @@ pub(super) async fn folder_map(
     let folders: Vec<ListedFolder> = sl
         .into_iter()
         .filter(|f| {
-            f.selectable && job.filter.wants_folder(&f.name) && url_allows(url_folder, &f.name)
+            f.selectable
+                && job.filter.wants_folder(&f.name)
+                && super::url_allows(url_folder, &f.name)
         })
         .collect();
     let info = |v: &[ListedFolder]| -> Vec<FolderInfo> {
@@ -913,20 +915,6 @@ async fn carry_flags(
     }
     sh.state.lock().unwrap().update_flags_batch(&updates)?;
     Ok(updates.len() as u64)
-}
-
-/// `imaps://host/Archive` pushes Archive and the folders below it.
-pub(super) fn url_allows(folder: Option<&FolderName>, name: &FolderName) -> bool {
-    match folder {
-        None => true,
-        Some(f) => {
-            name == f
-                || name
-                    .as_str()
-                    .strip_prefix(f.as_str())
-                    .is_some_and(|r| r.starts_with('/'))
-        }
-    }
 }
 
 #[cfg(test)]

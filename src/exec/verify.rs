@@ -75,7 +75,7 @@ pub async fn run(job: &VerifyJob, ctx: &Ctx<'_>) -> Result<()> {
                 .filter(|f| {
                     f.selectable
                         && job.filter.wants_folder(&f.name)
-                        && super::push::url_allows(url_folder.as_ref(), &f.name)
+                        && super::url_allows(url_folder.as_ref(), &f.name)
                 })
                 .collect();
             let targets: Vec<FolderName> = folders.iter().map(|f| f.name.clone()).collect();

@@ -63,7 +63,7 @@ pub async fn run(job: &PruneJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
         .filter(|f| {
             f.selectable
                 && job.filter.wants_folder(&f.name)
-                && crate::exec::push::url_allows(url.folder.as_ref(), &f.name)
+                && crate::exec::url_allows(url.folder.as_ref(), &f.name)
         })
         .collect();
     let mut plans = Vec::new();
