@@ -357,7 +357,8 @@ async fn remote_job(
             let (mut c, _) = crate::pop3::connect(&cfg).await?;
             let sizes = c.list_all().await?;
             let uidls = c.uidl_all().await?;
-            c.quit().await?;
+            // Read-only: a failed QUIT loses nothing already counted.
+            let _ = c.quit().await;
             pop3_inbox(src, st, sizes, uidls)
         }
     }

@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -65,7 +65,7 @@ pub async fn run(job: &FetchJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
     } else {
         Some(Maildir::open_or_create(&job.to)?)
     };
-    let target = format!("maildir:{}", absolute(&job.to).display());
+    let target = super::maildir_target(&job.to);
     let account = url.account_key();
     let sh = Shared {
         job,
@@ -73,7 +73,7 @@ pub async fn run(job: &FetchJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
         cfg,
         state: state.clone(),
         maildir,
-        sync_key: format!("{account} {target}"),
+        sync_key: super::sync_key(&account, &target),
         account,
         target,
         inbox: FolderName::inbox(),
@@ -285,17 +285,7 @@ pub(super) async fn header_ids(
 }
 
 fn known_of(uidl: &Uidl, k: &KnownMsg) -> Known {
-    Known {
-        id: k.id,
-        key: MsgKey::Uidl(uidl.clone()),
-        flags: None,
-        stored_at: k.first_stored_at,
-        location: String::new(),
-        size: k.size.unwrap_or(0),
-        date: 0,
-        message_id: None,
-        deleted: k.deleted_at.is_some(),
-    }
+    super::known_from(MsgKey::Uidl(uidl.clone()), k, None)
 }
 
 fn load_known(sh: &Shared<'_>, folder_id: Option<i64>) -> Result<HashMap<MsgKey, Known>> {
@@ -604,7 +594,12 @@ async fn extra_sessions(sh: &Shared<'_>, n: usize) -> Vec<(Pop3Client, HashMap<U
     let open = (0..n).map(|_| async {
         let (mut c, _) = pop3::connect(&sh.cfg).await.ok()?;
         let ids = c.uidl_all().await.ok()??;
-        Some((c, ids.into_iter().map(|(n, u)| (u, n)).collect()))
+        let mut numbers = HashMap::with_capacity(ids.len());
+        for (n, u) in ids {
+            // A UIDL listed twice is its first message, as in `list`.
+            numbers.entry(u).or_insert(n);
+        }
+        Some((c, numbers))
     });
     futures_util::future::join_all(open)
         .await
@@ -685,12 +680,4 @@ async fn retention(
     }
     sum.deleted = marked.len() as u64;
     Ok(())
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap_or_else(|_| {
-        std::env::current_dir()
-            .map(|d| d.join(p))
-            .unwrap_or_else(|_| p.to_path_buf())
-    })
 }

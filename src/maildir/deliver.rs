@@ -22,9 +22,6 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// at commit, so large batches cannot run out of file descriptors.
 const MAX_OPEN_PENDING: usize = 256;
 
-/// Largest CRLF→LF buffer a batch keeps between messages.
-const SCRATCH_KEEP: usize = 256 << 10;
-
 /// Default number of concurrent fsyncs at commit; see
 /// [`Batch::fsync_parallelism`].
 const DEFAULT_FSYNC_THREADS: usize = 8;
@@ -244,6 +241,10 @@ impl Batch {
     /// state. On error nothing returned may be recorded; a rerun finds the
     /// files that did make it by their names.
     pub fn commit(&mut self) -> Result<Vec<StoredFile>> {
+        // A committing batch writes no more: its CRLF→LF buffer (the size
+        // of its largest message) would otherwise live on while up to three
+        // commits are in flight beside the batch being written.
+        self.scratch = Vec::new();
         if !self.pending.is_empty() {
             if !self.skip_fsync {
                 self.sync_pending()?;
@@ -350,12 +351,7 @@ impl PendingFile<'_> {
         crate::bytes::crlf_to_lf(body, &mut scratch);
         self.pending_cr = cr;
         let r = self.emit(&scratch);
-        // Kept for the next message only when small: several batches per
-        // folder are alive at once (commits in flight), and each holding a
-        // buffer the size of the largest message seen doubled peak RSS.
-        if scratch.capacity() <= SCRATCH_KEEP {
-            self.batch.scratch = scratch;
-        }
+        self.batch.scratch = scratch;
         r
     }
 

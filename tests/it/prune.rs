@@ -725,3 +725,24 @@ fn config_folder_rules_override_the_jobs_rule_for_that_folder() {
         "nothing left to go"
     );
 }
+
+/// POP3 has no read/unread state: `--only-unread` would select every
+/// message, so it is refused before anything is deleted.
+#[test]
+fn pop3_refuses_only_unread() {
+    let dv = Dovecot::start();
+    dv.deliver(dv.user(), "INBOX", &inbox());
+    let env = Env::new();
+    let r = prune(
+        &env,
+        &dv,
+        &dv.url("pop3s"),
+        &["--only-unread", "--older-than", "1"],
+    );
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("POP3 has no read/unread"), "{}", r.stdout);
+    assert_eq!(
+        dv.status(dv.user(), "INBOX").messages as usize,
+        inbox().len()
+    );
+}

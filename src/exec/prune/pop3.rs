@@ -64,6 +64,13 @@ pub async fn run(job: &PruneJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
     // Dates: from the Date: header, so every message's header is read
     // when a rule needs dates; a message without one counts as new.
     let rules = job.rules_for(&inbox);
+    if rules.only_unread {
+        // The planner reads "no flags" as unread, so on POP3 (no flags at
+        // all) the rule would select every message: refuse it instead.
+        return Err(Error::Usage(
+            "--only-unread: POP3 has no read/unread state; use it on an IMAP account".into(),
+        ));
+    }
     let need_dates =
         rules.older_than_days.is_some() || rules.keep_last.is_some() || rules.max_total.is_some();
     let mut heads: HashMap<u32, super::Facts> = HashMap::new();
