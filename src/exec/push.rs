@@ -808,6 +808,7 @@ async fn copy(
                 )
                 .await?;
             let mut recs = Vec::new();
+            let mut busy: Option<Error> = None;
             for ((key, size, date, flags, mid, digest), r) in heads.into_iter().zip(results) {
                 match r {
                     Ok(a) => {
@@ -840,6 +841,13 @@ async fn copy(
                             location: a.uid.map(|(tv, tu)| location(tv, tu)),
                         });
                     }
+                    // The target is throttling or briefly unavailable: not
+                    // this message's fault. The folder ends with that error
+                    // once this batch's successes are recorded, so the pool
+                    // retries it after a pause and sends only what is left.
+                    Err(e) if e.is_busy() => {
+                        busy.get_or_insert(e);
+                    }
                     Err(e) => {
                         let (u, l) = ids(&key);
                         rep.message_error(name, u, l, &e.to_string());
@@ -851,6 +859,9 @@ async fn copy(
                 .lock()
                 .unwrap()
                 .record_batch(folder_id, &recs, sh.ctx.now)?;
+            if let Some(e) = busy {
+                return Err(e);
+            }
         }
         Ok::<Copied, Error>(c)
     };
