@@ -3,6 +3,7 @@
 //! [`Batch::commit`] returned, because only then is its directory entry on
 //! disk too (SPEC §2 fetch).
 
+use super::fs_sync::FsSync;
 use super::name::{self, SourceKey};
 use super::sync_dir;
 use crate::error::{Error, Result};
@@ -17,6 +18,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Per-process delivery counter (the `Q<n>` of the unique name): keeps names
 /// unique within one microsecond.
 static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The `P<pid>` of the unique name, read once (getpid is a system call).
+static PID: std::sync::LazyLock<u32> = std::sync::LazyLock::new(std::process::id);
 
 /// Above this many pending files a deferred batch closes handles and reopens
 /// at commit, so large batches cannot run out of file descriptors.
@@ -107,6 +111,12 @@ pub struct Batch {
     skip_fsync: bool,
     /// Reused CRLF→LF output buffer, so a message costs no allocation.
     scratch: Vec<u8>,
+    /// Deferred mode on a file system where one syncfs replaces the
+    /// per-file fsyncs; opened before the batch's first file.
+    fs_sync: Option<FsSync>,
+    fs_sync_checked: bool,
+    /// Tests of the per-file path on file systems that support syncfs.
+    never_fs_sync: bool,
 }
 
 impl Batch {
@@ -124,6 +134,9 @@ impl Batch {
             fsync_threads: DEFAULT_FSYNC_THREADS,
             skip_fsync: false,
             scratch: Vec::new(),
+            fs_sync: None,
+            fs_sync_checked: false,
+            never_fs_sync: false,
         }
     }
 
@@ -157,6 +170,20 @@ impl Batch {
     pub(crate) fn without_fsync(mut self) -> Batch {
         self.skip_fsync = true;
         self
+    }
+
+    /// Forces one fsync per file even where a syncfs would do.
+    #[cfg(test)]
+    pub(crate) fn without_fs_sync(mut self) -> Batch {
+        self.never_fs_sync = true;
+        self
+    }
+
+    /// True when the next commit syncs the file system once instead of
+    /// fsyncing each file.
+    #[cfg(test)]
+    pub(crate) fn uses_fs_sync(&self) -> bool {
+        self.fs_sync.is_some()
     }
 
     /// The folder directory this batch writes into.
@@ -208,11 +235,15 @@ impl Batch {
             "{}.M{}P{}Q{}.{}",
             now.as_secs(),
             now.subsec_micros(),
-            std::process::id(),
+            *PID,
             COUNTER.fetch_add(1, Ordering::Relaxed),
             self.host
         );
         let tmp = self.dir.join("tmp").join(&unique);
+        if !self.fs_sync_checked && self.sync == SyncMode::Deferred && !self.never_fs_sync {
+            self.fs_sync_checked = true;
+            self.fs_sync = FsSync::open(&self.dir.join("tmp"));
+        }
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -268,9 +299,18 @@ impl Batch {
         Ok(std::mem::take(&mut self.done))
     }
 
-    /// fsyncs the pending tmp files on a few threads: each fsync waits for a
-    /// journal commit, and concurrent ones share it.
+    /// Makes the pending tmp files durable: one syncfs where that is as
+    /// good (see [`super::fs_sync`]), otherwise an fsync of each on a few
+    /// threads (each fsync waits for a journal commit; concurrent ones
+    /// share it).
     fn sync_pending(&mut self) -> Result<()> {
+        self.fs_sync_checked = false;
+        if let Some(fs) = self.fs_sync.take() {
+            for p in &mut self.pending {
+                p.file = None;
+            }
+            return fs.sync().map_err(|e| Error::io(self.dir.join("tmp"), e));
+        }
         let per = self.pending.len().div_ceil(self.fsync_threads).max(1);
         std::thread::scope(|s| {
             let handles: Vec<_> = self

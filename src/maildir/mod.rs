@@ -7,6 +7,7 @@
 //! rules are in [`name`]; delivery in [`deliver`].
 
 mod deliver;
+mod fs_sync;
 mod name;
 mod scan;
 

@@ -52,17 +52,25 @@ fn deliver_and_scan_round_trip() {
     let md = Maildir::open_or_create(t.path()).unwrap();
     let folder = FolderName::new("Archive");
     let date = UNIX_EPOCH + Duration::from_secs(1_500_000_000);
-    for mode in [SyncMode::PerFile, SyncMode::Deferred] {
+    // Deferred commits with one syncfs where the file system allows it
+    // (see fs_sync), and with an fsync per file when told not to.
+    for (mode, base, per_file) in [
+        (SyncMode::PerFile, 1, true),
+        (SyncMode::Deferred, 10, false),
+        (SyncMode::Deferred, 20, true),
+    ] {
         let mut b = md
             .batch(&folder, "imaps://alice@example.com:993")
             .unwrap()
             .sync_mode(mode);
+        if per_file {
+            b = b.without_fs_sync();
+        }
         let seen = Flags {
             seen: true,
             flagged: true,
             ..Flags::default()
         };
-        let base = if mode == SyncMode::PerFile { 1 } else { 10 };
         let a = b
             .put(
                 b"Subject: a\r\n\r\nhi\r\n",
@@ -86,6 +94,9 @@ fn deliver_and_scan_round_trip() {
         assert_eq!(a.size, 15); // CRLF -> LF
         assert_eq!(a.vsize, 18);
         assert_eq!(p.vsize, 3);
+        if per_file {
+            assert!(!b.uses_fs_sync());
+        }
         let done = b.commit().unwrap();
         assert_eq!(done, vec![a.clone(), p.clone()]);
         assert!(b.commit().unwrap().is_empty());
@@ -98,7 +109,7 @@ fn deliver_and_scan_round_trip() {
     }
     let mut msgs = md.scan(&folder).unwrap();
     msgs.sort_by_key(|m| m.source.as_ref().map(|s| s.tag()));
-    assert_eq!(msgs.len(), 4);
+    assert_eq!(msgs.len(), 6);
     let acct = account_tag("imaps://alice@example.com:993");
     let m = msgs.iter().find(|m| m.source == Some(imap(1))).unwrap();
     assert!(m.flags.seen && m.flags.flagged && !m.in_new);
