@@ -36,10 +36,9 @@ pub async fn connect(cfg: &ServerConfig) -> Result<(Session, ConnInfo)> {
     let mut cert = None;
     let stream = match url.security {
         Security::Implicit => {
-            let (tls, c) =
-                net::tls_handshake(tcp, &url.host, url.port, &cfg.tls, t.connect).await?;
+            let (tls, c) = net::start_tls(tcp, &url.host, url.port, &cfg.tls, t.connect).await?;
             cert = Some(c);
-            MailStream::Tls(Box::new(tls))
+            tls
         }
         Security::StartTls | Security::Plaintext => MailStream::Plain(tcp),
     };
@@ -78,12 +77,12 @@ pub async fn connect(cfg: &ServerConfig) -> Result<(Session, ConnInfo)> {
         let MailStream::Plain(tcp) = s.io.into_stream()? else {
             unreachable!("STARTTLS on a TLS stream")
         };
-        let (tls, c) = net::tls_handshake(tcp, &url.host, url.port, &cfg.tls, t.connect).await?;
+        let (tls, c) = net::start_tls(tcp, &url.host, url.port, &cfg.tls, t.connect).await?;
         cert = Some(c);
         // No second greeting after STARTTLS; capabilities must be re-read
         // because the clear-text ones may have been tampered with.
         s = Session::new(
-            Io::new(MailStream::Tls(Box::new(tls)), server.clone(), t.command),
+            Io::new(tls, server.clone(), t.command),
             Capabilities::default(),
         );
         s.refresh_capabilities().await?;

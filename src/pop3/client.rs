@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use super::codec::{self, CodecError, Command, Decoder, Event, Expect, Limits, Status};
 use crate::endpoint::{Credentials, Protocol, Security, ServerConfig, Timeouts};
 use crate::error::{Error, Result};
-use crate::net::{MailStream, PeerCert, tcp_connect, tls_handshake};
+use crate::net::{MailStream, PeerCert, start_tls, tcp_connect};
 use crate::types::Uidl;
 
 /// Commands kept in flight when the server offers PIPELINING: enough to
@@ -66,7 +66,6 @@ pub struct Pop3Client {
     read_limit: std::time::Duration,
     caps: Vec<String>,
     window: usize,
-    rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     broken: bool,
 }
@@ -105,8 +104,8 @@ pub async fn connect_with_limits(
     let tcp = tcp_connect(&url.host, url.port, t.connect).await?;
     let (stream, mut cert) = match url.security {
         Security::Implicit => {
-            let (tls, cert) = tls_handshake(tcp, &url.host, url.port, &cfg.tls, t.connect).await?;
-            (MailStream::Tls(Box::new(tls)), Some(cert))
+            let (tls, cert) = start_tls(tcp, &url.host, url.port, &cfg.tls, t.connect).await?;
+            (tls, Some(cert))
         }
         Security::StartTls | Security::Plaintext => (MailStream::Plain(tcp), None),
     };
@@ -145,9 +144,9 @@ pub async fn connect_with_limits(
         let MailStream::Plain(tcp) = c.stream else {
             unreachable!("STLS is only sent on a plain stream")
         };
-        let (tls, peer) = tls_handshake(tcp, &url.host, url.port, &cfg.tls, t.connect).await?;
+        let (tls, peer) = start_tls(tcp, &url.host, url.port, &cfg.tls, t.connect).await?;
         cert = Some(peer);
-        c = Pop3Client::new(MailStream::Tls(Box::new(tls)), server.clone(), t, limits);
+        c = Pop3Client::new(tls, server.clone(), t, limits);
         // Capabilities seen in clear text could have been forged.
         c.caps = c.capa().await?.unwrap_or_default();
     }
@@ -206,7 +205,6 @@ impl Pop3Client {
             read_limit: timeouts.command,
             caps: Vec::new(),
             window: 1,
-            rbuf: vec![0; READ_BUF],
             wbuf: Vec::with_capacity(1024),
             broken: false,
         }
@@ -299,7 +297,8 @@ impl Pop3Client {
     /// Reads one chunk from the socket into the decoder. The time limit is
     /// per chunk, so a large message is fine as long as it keeps moving.
     async fn fill(&mut self) -> Result<()> {
-        let r = tokio::time::timeout(self.read_limit, self.stream.read(&mut self.rbuf)).await;
+        let input = self.dec.input(READ_BUF);
+        let r = tokio::time::timeout(self.read_limit, self.stream.read_buf(input)).await;
         let during = match self.dec.in_body() {
             Some(Some(n)) => format!(" in the middle of message {n}"),
             Some(None) => " in the middle of a listing".into(),
@@ -313,10 +312,7 @@ impl Pop3Client {
                     format!("connection closed by the server{during}"),
                 ))
             }
-            Ok(Ok(n)) => {
-                self.dec.feed(&self.rbuf[..n]);
-                Ok(())
-            }
+            Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => {
                 self.broken = true;
                 Err(Error::connect(
@@ -337,9 +333,14 @@ impl Pop3Client {
     /// The next decoded event. A recoverable codec error (message over the
     /// cap) leaves `broken` false; everything else breaks the session.
     async fn event(&mut self) -> Result<Event> {
+        self.event_into(None).await
+    }
+
+    /// As [`event`](Self::event), with body bytes appended to `sink`.
+    async fn event_into(&mut self, mut sink: Option<&mut Vec<u8>>) -> Result<Event> {
         self.usable()?;
         loop {
-            match self.dec.next_event() {
+            match self.dec.next_event_into(sink.as_deref_mut()) {
                 Ok(Some(ev)) => return Ok(ev),
                 Ok(None) if self.dec.pending() == 0 => {
                     self.broken = true;
@@ -376,14 +377,8 @@ impl Pop3Client {
         let mut out = Vec::with_capacity(capacity);
         let mut failure = None;
         loop {
-            match self.event().await {
-                Ok(Event::Body(b)) => {
-                    if out.is_empty() && b.len() > capacity {
-                        out = b;
-                    } else {
-                        out.extend_from_slice(&b);
-                    }
-                }
+            match self.event_into(Some(&mut out)).await {
+                Ok(Event::Body(_)) => {}
                 Ok(Event::End) => break,
                 Ok(other) => {
                     self.broken = true;

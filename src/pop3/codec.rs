@@ -223,20 +223,38 @@ impl Decoder {
 
     /// Appends received bytes.
     pub fn feed(&mut self, data: &[u8]) {
+        self.input(data.len()).extend_from_slice(data);
+    }
+
+    /// The input buffer, with decoded bytes dropped and room for `room`
+    /// more: a reader appends to it directly (`AsyncReadExt::read_buf`)
+    /// instead of copying through [`Decoder::feed`].
+    pub fn input(&mut self, room: usize) -> &mut Vec<u8> {
         if self.pos > 0 {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
-        self.buf.extend_from_slice(data);
+        self.buf.reserve(room);
+        &mut self.buf
     }
 
     /// Decodes the next event, `Ok(None)` when more input is needed or no
     /// response is expected. After a fatal error every call fails.
     pub fn next_event(&mut self) -> Result<Option<Event>, CodecError> {
+        self.next_event_into(None)
+    }
+
+    /// As [`Decoder::next_event`], but body bytes are appended to `sink`
+    /// and reported as an empty `Body`: a message is assembled in one
+    /// buffer, without a chunk allocated and copied on the way.
+    pub fn next_event_into(
+        &mut self,
+        sink: Option<&mut Vec<u8>>,
+    ) -> Result<Option<Event>, CodecError> {
         if self.poisoned {
             return Err(CodecError::Poisoned);
         }
-        let r = self.next_inner();
+        let r = self.next_inner(sink);
         if let Err(e) = &r
             && e.is_fatal()
         {
@@ -245,9 +263,9 @@ impl Decoder {
         r
     }
 
-    fn next_inner(&mut self) -> Result<Option<Event>, CodecError> {
+    fn next_inner(&mut self, sink: Option<&mut Vec<u8>>) -> Result<Option<Event>, CodecError> {
         if self.body.is_some() {
-            return self.body_event();
+            return self.body_event(sink);
         }
         let Some(&exp) = self.expect.front() else {
             return Ok(None);
@@ -302,9 +320,12 @@ impl Decoder {
         }
     }
 
-    fn body_event(&mut self) -> Result<Option<Event>, CodecError> {
+    fn body_event(&mut self, sink: Option<&mut Vec<u8>>) -> Result<Option<Event>, CodecError> {
         let body = self.body.as_mut().expect("in body");
-        let mut out = Vec::new();
+        let mut own = Vec::new();
+        let to_sink = sink.is_some();
+        let out = sink.unwrap_or(&mut own);
+        let before = out.len();
         let mut ended = false;
         loop {
             let rest = &self.buf[self.pos..];
@@ -362,9 +383,9 @@ impl Decoder {
             }
             self.pos += copy_end;
         }
-        if !out.is_empty() {
+        if out.len() > before {
             // Data first; the terminator (left unconsumed) on the next call.
-            return Ok(Some(Event::Body(out)));
+            return Ok(Some(Event::Body(if to_sink { Vec::new() } else { own })));
         }
         if ended {
             self.pos += if self.buf[self.pos + 1] == b'\r' {
