@@ -11,9 +11,19 @@ pub struct MessageHeaders {
 }
 
 impl MessageHeaders {
-    /// Parses only the header block of `raw`.
+    /// Parses only the header block of `raw`, and in it only the two
+    /// fields kept: a default parser also tokenises every Received: line,
+    /// which was a visible share of a 10,000-message fetch's CPU.
     pub fn parse(raw: &[u8]) -> MessageHeaders {
-        let Some(m) = mail_parser::MessageParser::new().parse_headers(raw) else {
+        static PARSER: std::sync::LazyLock<mail_parser::MessageParser> =
+            std::sync::LazyLock::new(|| {
+                use mail_parser::HeaderName;
+                mail_parser::MessageParser::new()
+                    .header_id(HeaderName::MessageId)
+                    .header_date(HeaderName::Date)
+                    .default_header_ignore()
+            });
+        let Some(m) = PARSER.parse_headers(raw) else {
             return MessageHeaders::default();
         };
         MessageHeaders {
