@@ -483,55 +483,29 @@ async fn copy(
         (interrupted, failed)
     });
     let parts = split_by_bytes(todo, 1 + extra_wanted(sh, todo));
-    let mut extras = extra_sessions(sh, parts.len() - 1).await;
-    let mut mine: Vec<u32> = parts[0].iter().map(|m| m.msgno).collect();
-    let mut assigned = Vec::new();
-    for (i, part) in parts[1..].iter().enumerate() {
-        let Some((_, numbers)) = extras.get(i) else {
-            // Fewer sessions than wanted: the first one takes the rest.
-            mine.extend(part.iter().map(|m| m.msgno));
-            continue;
-        };
-        let (etx, mut erx) = mpsc::channel::<Fetched>(8);
-        let mut list = Vec::new();
-        let mut back = HashMap::new();
-        for m in part.iter() {
-            match numbers.get(&m.uidl) {
-                Some(&n) => {
-                    list.push(n);
-                    back.insert(n, m.msgno);
-                }
-                // Gone in that session's view: the first one tries it.
-                None => mine.push(m.msgno),
-            }
-        }
-        // Message numbers are per session: map them back to this one's.
-        let ftx = ftx.clone();
-        tokio::spawn(async move {
-            while let Some(mut f) = erx.recv().await {
-                let Some(&n) = back.get(&f.msgno) else {
-                    continue;
-                };
-                f.msgno = n;
-                if ftx.send(f).await.is_err() {
-                    break;
-                }
-            }
-        });
-        assigned.push((list, etx));
-    }
-    let theirs = extras
-        .iter_mut()
-        .zip(assigned)
-        .map(|((session, _), (list, etx))| async move { session.retr_many(&list, etx).await });
-    let (fetched, others) = tokio::join!(
-        c.retr_many(&mine, ftx),
+    let mine: Vec<u32> = parts[0].iter().map(|m| m.msgno).collect();
+    // The extra sessions log in while the first one already downloads its
+    // share. A share whose session could not be opened, and messages an
+    // extra session does not list, come back to the first one at the end.
+    let theirs = parts[1..]
+        .iter()
+        .map(|part| extra_share(sh, part, ftx.clone()));
+    let (mut fetched, others) = tokio::join!(
+        c.retr_many(&mine, ftx.clone()),
         futures_util::future::join_all(theirs)
     );
-    let fetched = others.into_iter().fold(fetched, |acc, r| acc.and(r));
-    for (session, _) in extras {
-        // Nothing was marked for deletion there; QUIT is a courtesy.
-        let _ = session.quit().await;
+    let mut leftover = Vec::new();
+    for o in others {
+        match o {
+            Ok(rest) => leftover.extend(rest),
+            Err(e) => fetched = fetched.and(Err(e)),
+        }
+    }
+    if fetched.is_ok() && !leftover.is_empty() {
+        leftover.sort_unstable();
+        fetched = c.retr_many(&leftover, ftx).await;
+    } else {
+        drop(ftx);
     }
     let (interrupted, failed) = conv.await.unwrap_or((false, Vec::new()));
     let written = writer
@@ -583,29 +557,61 @@ fn split_by_bytes(todo: &[Listed], k: usize) -> Vec<&[Listed]> {
     parts
 }
 
-/// More sessions on the same mailbox, for a big download: each is its
-/// own server process (Dovecot does not lock a POP3 mailbox unless told
-/// to), so the server's reading and TLS run in parallel, not one message
-/// after another. Each returns its own UIDL → message number map, since
-/// numbers are per session. A server that locks the maildrop (RFC 1939
-/// allows it), lacks UIDL or refuses the connection simply gives fewer
-/// sessions; the first one does the rest.
-async fn extra_sessions(sh: &Shared<'_>, n: usize) -> Vec<(Pop3Client, HashMap<Uidl, u32>)> {
-    let open = (0..n).map(|_| async {
-        let (mut c, _) = pop3::connect(&sh.cfg).await.ok()?;
-        let ids = c.uidl_all().await.ok()??;
-        let mut numbers = HashMap::with_capacity(ids.len());
-        for (n, u) in ids {
-            // A UIDL listed twice is its first message, as in `list`.
-            numbers.entry(u).or_insert(n);
+/// Downloads one share of a big download over a session of its own: each
+/// is its own server process (Dovecot does not lock a POP3 mailbox unless
+/// told to), so the server's reading and TLS run in parallel, not one
+/// message after another. Message numbers are per session, so the share is
+/// looked up by UIDL in this session's listing and mapped back. Returns
+/// the messages (first session's numbers) left for the first session: all
+/// of them when the session could not be opened — a server that locks the
+/// maildrop (RFC 1939 allows it), lacks UIDL or refuses the connection —
+/// and any this session does not list. Nothing is ever deleted here, so
+/// QUIT is a courtesy.
+async fn extra_share(
+    sh: &Shared<'_>,
+    part: &[Listed],
+    ftx: mpsc::Sender<Fetched>,
+) -> Result<Vec<u32>> {
+    let Some((mut session, numbers)) = extra_session(sh).await else {
+        return Ok(part.iter().map(|m| m.msgno).collect());
+    };
+    let (mut list, mut back, mut rest) = (Vec::new(), HashMap::new(), Vec::new());
+    for m in part {
+        match numbers.get(&m.uidl) {
+            Some(&n) => {
+                list.push(n);
+                back.insert(n, m.msgno);
+            }
+            None => rest.push(m.msgno),
         }
-        Some((c, numbers))
-    });
-    futures_util::future::join_all(open)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
+    }
+    let (etx, mut erx) = mpsc::channel::<Fetched>(8);
+    let forward = async move {
+        while let Some(mut f) = erx.recv().await {
+            let Some(&n) = back.get(&f.msgno) else {
+                continue;
+            };
+            f.msgno = n;
+            if ftx.send(f).await.is_err() {
+                break;
+            }
+        }
+    };
+    let (fetched, ()) = tokio::join!(session.retr_many(&list, etx), forward);
+    let _ = session.quit().await;
+    fetched.map(|()| rest)
+}
+
+/// Opens one more session and maps its UIDLs to its message numbers.
+async fn extra_session(sh: &Shared<'_>) -> Option<(Pop3Client, HashMap<Uidl, u32>)> {
+    let (mut c, _) = pop3::connect(&sh.cfg).await.ok()?;
+    let ids = c.uidl_all().await.ok()??;
+    let mut numbers = HashMap::with_capacity(ids.len());
+    for (n, u) in ids {
+        // A UIDL listed twice is its first message, as in `list`.
+        numbers.entry(u).or_insert(n);
+    }
+    Some((c, numbers))
 }
 
 /// DELE what the retention rule selects among messages the state shows
