@@ -134,6 +134,7 @@ cleanup() {
     sandbox_stop 7
     sandbox_stop 8
     if [ "$KEEP" = 1 ]; then
+        rm -rf "$WORK/trash"
         log "scratch dir kept: $WORK"
     else
         rm -rf "$WORK"
@@ -313,8 +314,35 @@ note_warnings() {
 # Globals from the sandbox: URL_IMAPS URL_POP3S PORT_IMAPS PORT_POP3S CA PW.
 tgt() { echo "$WORK/target-$1-$2"; } # JOB TOOL
 
+# discard PATH...: moves each PATH into $WORK/trash, emptied at exit,
+# instead of deleting it. On ext4 without a journal (the / of the machine
+# this was written on) every inode allocation skips the inodes deleted in
+# the last 60 s, one by one; removing a 10,000-file target just before the
+# next timed run made every file that run created pay for that scan, which
+# added seconds to whichever tool came next. A rename frees nothing.
+TRASH_N=0
+# settle: before a job's first timed run, waits until 65 s have passed since
+# the last mass deletion this script knows of (cargo's incremental build
+# removes files of its own), for the reason given above.
+QUIET_SINCE=$(date +%s) # this runs after the build
+settle() {
+    local wait=$((QUIET_SINCE + 65 - $(date +%s)))
+    [ "$wait" -gt 0 ] || return 0
+    log "waiting $wait s for the file system to forget recent deletions (see discard)"
+    sleep "$wait"
+}
+discard() {
+    local p
+    mkdir -p "$WORK/trash"
+    for p in "$@"; do
+        [ -e "$p" ] || continue
+        TRASH_N=$((TRASH_N + 1))
+        mv "$p" "$WORK/trash/$TRASH_N" || rm -rf "$p"
+    done
+}
+
 prep_mailferry() {
-    rm -rf "$(tgt "$1" mailferry)" "$WORK/mailferry-$1.db"*
+    discard "$(tgt "$1" mailferry)" "$WORK/mailferry-$1.db"*
 }
 cmd_mailferry() {
     local url=$URL_IMAPS
@@ -326,7 +354,7 @@ cmd_mailferry() {
 prep_mbsync() {
     local t
     t=$(tgt "$1" mbsync)
-    rm -rf "$t"
+    discard "$t"
     mkdir -p "$t"
     # isync 1.4: SSLType (1.5 renamed it TLSType, keeping the old name).
     # Default PipelineDepth (unlimited) and default FSync yes: durable.
@@ -361,7 +389,7 @@ cmd_mbsync() { CMD=(mbsync -c "$WORK/mbsyncrc-$1" -q bench); }
 prep_mpop() {
     local t
     t=$(tgt "$1" mpop)
-    rm -rf "$t" "$WORK/mpop-$1.uidls"
+    discard "$t" "$WORK/mpop-$1.uidls"
     mkdir -p "$t/cur" "$t/new" "$t/tmp"
     cat >"$WORK/mpoprc-$1" <<EOF
 defaults
@@ -385,7 +413,7 @@ prep_getmail() {
     local t gd
     t=$(tgt "$1" getmail)
     gd=$WORK/getmail-$1
-    rm -rf "$t" "$gd"
+    discard "$t" "$gd"
     mkdir -p "$t/cur" "$t/new" "$t/tmp" "$gd"
     # getmail6 refuses to deliver as root; as root it delivers as nobody.
     local user_line=""
@@ -483,6 +511,7 @@ bench_push() {
     local tools=(mailferry) r tool
     [ "$HAVE_MBSYNC" = 1 ] && tools+=(mbsync)
     [ "$HAVE_IMAPSYNC" = 1 ] && tools+=(imapsync)
+    settle
     for ((r = 1; r <= ROUNDS; r++)); do
         ROUND=$r
         log "push: round $r of $ROUNDS"
@@ -502,6 +531,7 @@ bench_push() {
                 measure push "$tool" "$r" noop "$T_MD" "${CMD[@]}"
                 [ "$M_RC" = 0 ] || note_failure "$tool" push noop
             fi
+            discard "$T_MD" # or the sandbox deletes the 10,000 files
             sandbox_stop 7
         done
     done
@@ -519,6 +549,7 @@ bench_job() {
     local job=$1
     shift
     local tools=("$@") r tool
+    settle
     for ((r = 1; r <= ROUNDS; r++)); do
         ROUND=$r
         log "$job: round $r of $ROUNDS"
@@ -536,7 +567,7 @@ bench_job() {
             note_warnings "$tool" "$job" full
             measure "$job" "$tool" "$r" noop "$(tgt "$job" "$tool")" "${CMD[@]}"
             [ "$M_RC" = 0 ] || note_failure "$tool" "$job" noop
-            rm -rf "$(tgt "$job" "$tool")"
+            discard "$(tgt "$job" "$tool")"
         done
     done
 }
@@ -545,6 +576,7 @@ bench_job() {
 bench_large() {
     local job=large tools=(mailferry) r tool
     [ "$HAVE_MBSYNC" = 1 ] && tools+=(mbsync)
+    settle
     ROUND=1
     for tool in "${tools[@]}"; do
         "prep_$tool" "$job"
@@ -563,7 +595,7 @@ bench_large() {
             [ "$M_RC" = 0 ] || note_failure "$tool" "$job" noop
         done
     done
-    for tool in "${tools[@]}"; do rm -rf "$(tgt "$job" "$tool")"; done
+    for tool in "${tools[@]}"; do discard "$(tgt "$job" "$tool")"; done
 }
 
 use_sandbox() {
@@ -589,6 +621,7 @@ if [ "$DO_IMAP" = 1 ]; then
         CORPUS[push]="${CORPUS[imap]} → an empty Dovecot whose separator is '/' (source: '.')"
         bench_push
     fi
+    discard "$(jget maildir)"
     sandbox_stop
 fi
 
@@ -600,6 +633,7 @@ if [ "$DO_POP3" = 1 ]; then
     [ "$HAVE_MPOP" = 1 ] && tools+=(mpop)
     [ "$HAVE_GETMAIL" = 1 ] && tools+=(getmail)
     bench_job pop3 "${tools[@]}"
+    discard "$(jget maildir)"
     sandbox_stop
 fi
 
@@ -608,6 +642,7 @@ if [ "$DO_LARGE" = 1 ]; then
     use_sandbox
     CORPUS[large]="$(jget messages) messages of at most $LARGE_MAX_SIZE bytes, $(awk -v b="$(jget bytes)" 'BEGIN {printf "%.0f", b / 1e6}') MB in $(printf '%s' "$SB_JSON" | sed 's/.*"folders":{\([^}]*\)}.*/\1/' | tr ',' '\n' | grep -c .) folders"
     bench_large
+    discard "$(jget maildir)"
     sandbox_stop
 fi
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
