@@ -89,6 +89,16 @@ async fn imaps_needs_the_ca_and_starttls_works() {
     assert!(matches!(e, Error::Connect { .. }), "{e}");
     assert!(e.to_string().contains("not trusted"), "{e}");
 
+    // The name is checked, not just the chain: "127.1" reaches the same
+    // server, but the certificate names only localhost and 127.0.0.1.
+    let mut other_name = cfg(&dv, Security::Implicit, dv.imaps_port(), true);
+    other_name.url.host = "127.1".into();
+    let e = imap::connect(&other_name).await.unwrap_err();
+    assert!(
+        e.to_string().contains("not trusted") && e.to_string().contains("mismatch"),
+        "{e}"
+    );
+
     let (_, info) = imap::connect(&cfg(&dv, Security::StartTls, dv.imap_port(), true))
         .await
         .unwrap();
