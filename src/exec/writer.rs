@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::message::MessageHeaders;
 use crate::error::Result;
-use crate::maildir::{LineEndings, Maildir, SourceKey};
+use crate::maildir::{Maildir, SourceKey};
 use crate::report::FolderProgress;
 use crate::state::{MsgKey as StateKey, NewRecord, State};
 use crate::types::{Flags, FolderName};
@@ -94,7 +94,7 @@ pub fn spawn(
             let mtime = date
                 .filter(|&d| d > 0)
                 .map(|d| UNIX_EPOCH + Duration::from_secs(d as u64));
-            batch.set_line_endings(LineEndings::lossless_for(&m.body));
+            batch.set_line_endings_for(&m.body);
             let digest = crate::net::sha256(&m.body);
             let stored = batch.put(
                 &m.body,

@@ -355,3 +355,40 @@ fn lossless_line_endings() {
         LineEndings::AsIs
     );
 }
+
+#[test]
+fn sizes_are_the_same_whichever_way_line_endings_are_chosen() {
+    use super::LineEndings;
+    let t = tempfile::tempdir().unwrap();
+    let md = Maildir::open_or_create(t.path()).unwrap();
+    let folder = FolderName::new("INBOX");
+    let mut b = md.batch(&folder, "acct").unwrap().without_fsync();
+    let msgs: [&[u8]; 6] = [
+        b"Subject: a\r\n\r\nhi\r\n",
+        b"no newline",
+        b"a\r\nbare\nlf\r\n",
+        b"a\r\r\n",
+        b"ends in cr\r",
+        b"\r\n\r\n.\r\n",
+    ];
+    for (i, msg) in msgs.iter().enumerate() {
+        b.set_line_endings(LineEndings::lossless_for(msg));
+        let counted = b.put(msg, &imap(2 * i as u32 + 1), &Flags::default(), None, false);
+        b.set_line_endings_for(msg);
+        let known = b.put(msg, &imap(2 * i as u32 + 2), &Flags::default(), None, false);
+        let (counted, known) = (counted.unwrap(), known.unwrap());
+        assert_eq!(
+            (known.size, known.vsize),
+            (counted.size, counted.vsize),
+            "{msg:?}"
+        );
+        // W= is the size on the wire, whichever storage was chosen.
+        assert_eq!(
+            known.vsize,
+            msg.len() as u64 + msg.iter().filter(|&&c| c == b'\n').count() as u64
+                - msg.windows(2).filter(|w| w == b"\r\n").count() as u64,
+            "{msg:?}"
+        );
+    }
+    b.commit().unwrap();
+}
