@@ -103,7 +103,8 @@ pub async fn tcp_connect(host: &str, port: u16, limit: Duration) -> Result<TcpSt
 pub type TlsStream<S> = tokio_openssl::SslStream<S>;
 
 /// The client connector for `opts`, built on first use and then shared:
-/// system roots (OpenSSL's default paths, loaded once) plus `--ca-file`,
+/// system roots (OpenSSL's default paths, loaded once; `SSL_CERT_FILE` and
+/// `SSL_CERT_DIR` override them, as for any OpenSSL program) plus `--ca-file`,
 /// TLS 1.2 or later, OpenSSL's secure defaults (`SslConnector`). With a
 /// pinned fingerprint the chain is not verified here: the pin is compared
 /// right after the handshake, before any protocol byte is sent.
@@ -176,7 +177,7 @@ where
     timed(limit, &server, "TLS handshake", async {
         match std::pin::Pin::new(&mut tls).connect().await {
             Ok(()) => Ok(()),
-            Err(e) => Err(classify_tls_error(&server, &tls, e)),
+            Err(e) => Err(classify_tls_error(&server, host, opts, &tls, e)),
         }
     })
     .await?;
@@ -200,19 +201,37 @@ where
     Ok((tls, cert))
 }
 
-fn classify_tls_error<S>(server: &str, tls: &TlsStream<S>, e: openssl::ssl::Error) -> Error {
+/// `X509_V_ERR_HOSTNAME_MISMATCH` (x509_vfy.h): the chain is fine, the
+/// name is not.
+const HOSTNAME_MISMATCH: i32 = 62;
+
+fn classify_tls_error<S>(
+    server: &str,
+    host: &str,
+    opts: &TlsOptions,
+    tls: &TlsStream<S>,
+    e: openssl::ssl::Error,
+) -> Error {
+    // With a pin nothing was verified, so a verify result means nothing.
     let verify = tls.ssl().verify_result();
-    if verify != X509VerifyResult::OK {
-        Error::connect(
+    if opts.fingerprint.is_some() || verify == X509VerifyResult::OK {
+        return Error::connect(server, format!("TLS handshake failed: {e}"));
+    }
+    if verify.as_raw() == HOSTNAME_MISMATCH {
+        return Error::connect(
             server,
             format!(
-                "TLS: server certificate not trusted ({}); add its CA with --ca-file PEM, or pin it with --tls-fingerprint sha256:… (see `mailferry check`)",
-                verify.error_string()
+                "TLS: server certificate not trusted (hostname mismatch: it does not name {host}); connect by a name it lists (see `mailferry check`), or pin it with --tls-fingerprint sha256:…"
             ),
-        )
-    } else {
-        Error::connect(server, format!("TLS handshake failed: {e}"))
+        );
     }
+    Error::connect(
+        server,
+        format!(
+            "TLS: server certificate not trusted ({}); add its CA with --ca-file PEM, or pin it with --tls-fingerprint sha256:… (see `mailferry check`)",
+            verify.error_string()
+        ),
+    )
 }
 
 /// Fetches the server's leaf certificate without trusting it, so an

@@ -501,13 +501,17 @@ async fn copy(
             Err(e) => fetched = fetched.and(Err(e)),
         }
     }
-    if fetched.is_ok() && !leftover.is_empty() {
+    // Not after a signal or a writer failure (`conv` has stopped and
+    // closed the channel): nothing more would be stored.
+    if fetched.is_ok() && !leftover.is_empty() && !ftx.is_closed() && !sh.ctx.interrupt.is_set() {
         leftover.sort_unstable();
         fetched = c.retr_many(&leftover, ftx).await;
     } else {
         drop(ftx);
     }
     let (interrupted, failed) = conv.await.unwrap_or((false, Vec::new()));
+    // A signal that stopped shares before they sent anything is one too.
+    let interrupted = interrupted || sh.ctx.interrupt.is_set();
     let written = writer
         .await
         .map_err(|e| Error::State(format!("writer thread failed: {e}")))
@@ -572,6 +576,9 @@ async fn extra_share(
     part: &[Listed],
     ftx: mpsc::Sender<Fetched>,
 ) -> Result<Vec<u32>> {
+    if sh.ctx.interrupt.is_set() || ftx.is_closed() {
+        return Ok(Vec::new());
+    }
     let Some((mut session, numbers)) = extra_session(sh).await else {
         return Ok(part.iter().map(|m| m.msgno).collect());
     };

@@ -1,5 +1,6 @@
-//! Durable, batched delivery: tmp/ → write → mtime → fsync → rename → (per
-//! batch) directory fsync. The state may record a file only after
+//! Durable, batched delivery: tmp/ → write → mtime → fsync (or one syncfs
+//! per batch, see [`super::fs_sync`]) → rename → (per batch) directory
+//! fsync. The state may record a file only after
 //! [`Batch::commit`] returned, because only then is its directory entry on
 //! disk too (SPEC §2 fetch).
 
@@ -64,8 +65,9 @@ pub enum SyncMode {
     /// after a crash a finished file is already in place, complete, and
     /// recognised by its name.
     PerFile,
-    /// Leave files in tmp/ until commit, then fsync them all (several in
-    /// parallel, so the file system can merge journal commits), rename them,
+    /// Leave files in tmp/ until commit, then make them durable (one syncfs
+    /// where that is as good, else an fsync each, several in parallel so the
+    /// file system can merge journal commits), rename them,
     /// and fsync the directories. After a crash nothing of an uncommitted
     /// batch is visible; [`super::Maildir::clean_tmp`] removes the remains.
     #[default]
@@ -440,6 +442,8 @@ impl PendingFile<'_> {
     /// Completes the file: sets its mtime, and per the batch's [`SyncMode`]
     /// either fsyncs and renames it now or queues it for commit.
     pub fn finish(mut self) -> Result<StoredFile> {
+        // What `set_line_endings_for` learnt was about this message only.
+        self.batch.input_crlf_only = false;
         if self.pending_cr {
             self.pending_cr = false;
             self.emit(b"\r")?;
@@ -506,6 +510,7 @@ impl PendingFile<'_> {
 
 impl Drop for PendingFile<'_> {
     fn drop(&mut self) {
+        self.batch.input_crlf_only = false;
         if !self.handed_off {
             let _ = fs::remove_file(&self.tmp);
         }

@@ -6,10 +6,12 @@
 //! CPU; 40 syncfs calls write the same data, inodes and directory blocks
 //! in a few large requests with one cache flush each.
 //!
-//! When it is used: Linux ≥ 5.8 (before that `syncfs` did not report
-//! writeback errors), on ext4, XFS, btrfs or tmpfs, whose `sync_fs` writes
-//! and waits for every dirty inode of the file system. Anywhere else (NFS,
-//! FUSE, overlay, older kernels) delivery fsyncs each file as before.
+//! When it is used: Linux ≥ 5.17, on ext4, XFS, btrfs or tmpfs, whose
+//! `sync_fs` writes and waits for every dirty inode of the file system.
+//! Before 5.8 `syncfs` did not report data writeback errors, and before
+//! 5.17 it dropped the error of the file system's own sync step (journal
+//! commit, log force), which an fsync would have returned. Anywhere else
+//! (NFS, FUSE, overlay, older kernels) delivery fsyncs each file as before.
 //!
 //! Error reporting: `syncfs` reports a writeback error that happened on
 //! the file system since the descriptor was opened, so [`FsSync::open`] is
@@ -50,10 +52,10 @@ mod imp {
 
     /// `statfs` magic numbers (linux/magic.h) of the file systems whose
     /// `sync_fs` is known to write and wait for all dirty inodes.
-    const EXT4: i64 = 0xEF53;
-    const XFS: i64 = 0x5846_5342;
-    const BTRFS: i64 = 0x9123_683E;
-    const TMPFS: i64 = 0x0102_1994;
+    const EXT4: u32 = 0xEF53;
+    const XFS: u32 = 0x5846_5342;
+    const BTRFS: u32 = 0x9123_683E;
+    const TMPFS: u32 = 0x0102_1994;
 
     pub(super) fn supported(dir: &Path) -> bool {
         kernel_reports_errors() && file_system_ok(dir)
@@ -69,16 +71,19 @@ mod imp {
         if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
             return false;
         }
-        matches!(st.f_type as i64, EXT4 | XFS | BTRFS | TMPFS)
+        // Magic numbers are 32 bits; `f_type` is a signed word, negative
+        // for btrfs's on 32-bit targets.
+        matches!(st.f_type as u32, EXT4 | XFS | BTRFS | TMPFS)
     }
 
-    /// syncfs returns writeback errors since Linux 5.8.
+    /// syncfs reports every error an fsync would since Linux 5.17
+    /// (writeback errors since 5.8, the file system's own since 5.17).
     fn kernel_reports_errors() -> bool {
         static OK: OnceLock<bool> = OnceLock::new();
         *OK.get_or_init(|| {
             std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .ok()
-                .and_then(|r| release_at_least(&r, (5, 8)))
+                .and_then(|r| release_at_least(&r, (5, 17)))
                 .unwrap_or(false)
         })
     }
@@ -107,6 +112,8 @@ mod imp {
         fn kernel_release_comparison() {
             assert_eq!(release_at_least("6.18.44-fc-v782\n", (5, 8)), Some(true));
             assert_eq!(release_at_least("5.8.0", (5, 8)), Some(true));
+            assert_eq!(release_at_least("5.10.0-28-amd64", (5, 17)), Some(false));
+            assert_eq!(release_at_least("5.17.0", (5, 17)), Some(true));
             assert_eq!(release_at_least("5.4.0-150-generic", (5, 8)), Some(false));
             assert_eq!(release_at_least("4.19.0", (5, 8)), Some(false));
             assert_eq!(release_at_least("garbage", (5, 8)), None);

@@ -294,8 +294,9 @@ impl Pop3Client {
         }
     }
 
-    /// Reads one chunk from the socket into the decoder. The time limit is
-    /// per chunk, so a large message is fine as long as it keeps moving.
+    /// Reads what the socket has (at least [`READ_BUF`] bytes of room)
+    /// into the decoder. The time limit is per read, so a large message is
+    /// fine as long as it keeps moving.
     async fn fill(&mut self) -> Result<()> {
         let input = self.dec.input(READ_BUF);
         let r = tokio::time::timeout(self.read_limit, self.stream.read_buf(input)).await;
