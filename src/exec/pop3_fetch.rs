@@ -494,13 +494,7 @@ async fn copy(
         c.retr_many(&mine, ftx.clone()),
         futures_util::future::join_all(theirs)
     );
-    let mut leftover = Vec::new();
-    for o in others {
-        match o {
-            Ok(rest) => leftover.extend(rest),
-            Err(e) => fetched = fetched.and(Err(e)),
-        }
-    }
+    let mut leftover: Vec<u32> = others.into_iter().flatten().collect();
     // Not after a signal or a writer failure (`conv` has stopped and
     // closed the channel): nothing more would be stored.
     if fetched.is_ok() && !leftover.is_empty() && !ftx.is_closed() && !sh.ctx.interrupt.is_set() {
@@ -568,19 +562,17 @@ fn split_by_bytes(todo: &[Listed], k: usize) -> Vec<&[Listed]> {
 /// looked up by UIDL in this session's listing and mapped back. Returns
 /// the messages (first session's numbers) left for the first session: all
 /// of them when the session could not be opened — a server that locks the
-/// maildrop (RFC 1939 allows it), lacks UIDL or refuses the connection —
-/// and any this session does not list. Nothing is ever deleted here, so
-/// QUIT is a courtesy.
-async fn extra_share(
-    sh: &Shared<'_>,
-    part: &[Listed],
-    ftx: mpsc::Sender<Fetched>,
-) -> Result<Vec<u32>> {
+/// maildrop (RFC 1939 allows it), lacks UIDL or refuses the connection —,
+/// any this session does not list, and, if the session is lost halfway,
+/// what it had not delivered: a dropped extra connection costs a warning
+/// and a little time, not the run. Nothing is ever deleted here, so QUIT
+/// is a courtesy.
+async fn extra_share(sh: &Shared<'_>, part: &[Listed], ftx: mpsc::Sender<Fetched>) -> Vec<u32> {
     if sh.ctx.interrupt.is_set() || ftx.is_closed() {
-        return Ok(Vec::new());
+        return Vec::new();
     }
     let Some((mut session, numbers)) = extra_session(sh).await else {
-        return Ok(part.iter().map(|m| m.msgno).collect());
+        return part.iter().map(|m| m.msgno).collect();
     };
     let (mut list, mut back, mut rest) = (Vec::new(), HashMap::new(), Vec::new());
     for m in part {
@@ -593,9 +585,11 @@ async fn extra_share(
         }
     }
     let (etx, mut erx) = mpsc::channel::<Fetched>(8);
+    // Hands this session's messages on under the first session's numbers;
+    // what is left in `back` at the end was never delivered.
     let forward = async move {
         while let Some(mut f) = erx.recv().await {
-            let Some(&n) = back.get(&f.msgno) else {
+            let Some(n) = back.remove(&f.msgno) else {
                 continue;
             };
             f.msgno = n;
@@ -603,10 +597,25 @@ async fn extra_share(
                 break;
             }
         }
+        back
     };
-    let (fetched, ()) = tokio::join!(session.retr_many(&list, etx), forward);
-    let _ = session.quit().await;
-    fetched.map(|()| rest)
+    let (fetched, undelivered) = tokio::join!(session.retr_many(&list, etx), forward);
+    match fetched {
+        Ok(()) => {
+            let _ = session.quit().await;
+        }
+        Err(e) => {
+            sh.ctx.reporter.warning(
+                Some(sh.inbox.as_str()),
+                &format!(
+                    "{e}; an extra session was lost, the first one fetches the {} messages it had not delivered",
+                    undelivered.len()
+                ),
+            );
+            rest.extend(undelivered.into_values());
+        }
+    }
+    rest
 }
 
 /// Opens one more session and maps its UIDLs to its message numbers.

@@ -730,3 +730,41 @@ fn large_download_uses_parallel_sessions_and_stays_exact() {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(r.json().pop().unwrap()["copied"], 0);
 }
+
+/// An extra session lost halfway through its share costs a warning, not
+/// the run: the first session fetches what it had not delivered, the
+/// message set is exact, and retention still runs.
+#[test]
+fn a_lost_extra_session_is_taken_over_by_the_first() {
+    let dv = Dovecot::start();
+    let msgs = load(&dv, 43, 450);
+    // The first connection is whole; every later one is cut after 64 kB
+    // from the server: after its login and UIDL, inside its share.
+    let proxy = crate::proxy::Proxy::start_sparing_first(dv.pop3_port(), 64 * 1024);
+    let env = Env::new();
+    let to = env.path("mail");
+    let url = format!("pop3://{}@127.0.0.1:{}", dv.user(), proxy.port);
+    let args = [
+        "fetch",
+        "--from",
+        &url,
+        "--to",
+        to.to_str().unwrap(),
+        "--insecure-plaintext",
+        "--json",
+        "--delete-after-fetch",
+    ];
+    let r = env.run(dv.password(), &args);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.json().iter().any(|e| e["event"] == "warning"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("extra session was lost"))),
+        "no warning about the lost session: {}",
+        r.stdout
+    );
+    assert_exact(&to, &msgs);
+    assert_eq!(summary(&r)["copied"], 450);
+    assert_eq!(inbox_count(&dv), 0, "retention ran after the takeover");
+}

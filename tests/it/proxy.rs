@@ -18,16 +18,30 @@ impl Proxy {
     /// Forwards 127.0.0.1:port → 127.0.0.1:target; each connection is cut
     /// once the server has sent `cut_after` bytes on it.
     pub fn start(target: u16, cut_after: u64) -> Proxy {
+        Proxy::start_with(target, cut_after, 0)
+    }
+
+    /// As [`Proxy::start`], but the first connection is never cut: for
+    /// the extra sessions of a parallel download.
+    pub fn start_sparing_first(target: u16, cut_after: u64) -> Proxy {
+        Proxy::start_with(target, cut_after, 1)
+    }
+
+    fn start_with(target: u16, cut_after: u64, spared: usize) -> Proxy {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let cut = Arc::new(AtomicU64::new(cut_after));
         let c = cut.clone();
         std::thread::spawn(move || {
-            for client in l.incoming().flatten() {
+            for (i, client) in l.incoming().flatten().enumerate() {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
                     continue;
                 };
-                let limit = c.load(Ordering::SeqCst);
+                let limit = if i < spared {
+                    u64::MAX
+                } else {
+                    c.load(Ordering::SeqCst)
+                };
                 let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 std::thread::spawn(move || pump(c2, s2, u64::MAX));
                 std::thread::spawn(move || pump(server, client, limit));
