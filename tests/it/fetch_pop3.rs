@@ -45,6 +45,24 @@ fn fetch(env: &Env, dv: &Dovecot, to: &Path, extra: &[&str]) -> Run {
     env.run(dv.password(), &fetch_args(&url, to, &ca, extra))
 }
 
+/// `fetch --delete-after-fetch` in plain text through a fault-injecting
+/// proxy in front of the server's POP3 port.
+fn fetch_through(env: &Env, dv: &Dovecot, proxy: &crate::proxy::Proxy, to: &Path) -> Run {
+    let url = format!("pop3://{}@127.0.0.1:{}", dv.user(), proxy.port);
+    let to = to.to_str().unwrap();
+    let args = [
+        "fetch",
+        "--from",
+        &url,
+        "--to",
+        to,
+        "--insecure-plaintext",
+        "--json",
+        "--delete-after-fetch",
+    ];
+    env.run(dv.password(), &args)
+}
+
 fn fetch_at(env: &Env, dv: &Dovecot, to: &Path, now: i64, extra: &[&str]) -> Run {
     let ca = dv.ca_file().display().to_string();
     let url = dv.url("pop3s");
@@ -376,18 +394,8 @@ fn dropped_connection_mid_retr_deletes_nothing_and_rerun_completes() {
     let proxy = crate::proxy::Proxy::start(dv.pop3_port(), 60_000);
     let env = Env::new();
     let to = env.path("mail");
-    let url = format!("pop3://{}@127.0.0.1:{}", dv.user(), proxy.port);
-    let args = [
-        "fetch",
-        "--from",
-        &url,
-        "--to",
-        to.to_str().unwrap(),
-        "--insecure-plaintext",
-        "--json",
-        "--delete-after-fetch",
-    ];
-    let r = env.run(dv.password(), &args);
+    let fetch_once = || fetch_through(&env, &dv, &proxy, &to);
+    let r = fetch_once();
     assert_ne!(r.code, 0, "the cut connection went unnoticed: {}", r.stdout);
     assert!(
         r.stdout.contains("connection") || r.stderr.contains("connection"),
@@ -417,7 +425,7 @@ fn dropped_connection_mid_retr_deletes_nothing_and_rerun_completes() {
     drop(st);
 
     proxy.set_cut_after(u64::MAX);
-    let r = env.run(dv.password(), &args);
+    let r = fetch_once();
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(deletes(&r, false).len(), 120);
     assert_eq!(inbox_count(&dv), 0);
@@ -743,18 +751,7 @@ fn a_lost_extra_session_is_taken_over_by_the_first() {
     let proxy = crate::proxy::Proxy::start_sparing_first(dv.pop3_port(), 64 * 1024);
     let env = Env::new();
     let to = env.path("mail");
-    let url = format!("pop3://{}@127.0.0.1:{}", dv.user(), proxy.port);
-    let args = [
-        "fetch",
-        "--from",
-        &url,
-        "--to",
-        to.to_str().unwrap(),
-        "--insecure-plaintext",
-        "--json",
-        "--delete-after-fetch",
-    ];
-    let r = env.run(dv.password(), &args);
+    let r = fetch_through(&env, &dv, &proxy, &to);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(
         r.json().iter().any(|e| e["event"] == "warning"
