@@ -304,11 +304,20 @@ fn killed_at_any_point_then_rerun_gives_the_exact_message_set() {
     let url = dv.url("pop3s");
     let args = fetch_args(&url, &to, &ca, &[]);
     let stored = || maildir_files(&to).values().map(|v| v.len()).sum::<usize>();
-    // Increasing delays until a run gets to finish: every kill lands a
-    // little later in the job (each run resumes from what the last stored).
+    let in_tmp = || std::fs::read_dir(to.join("tmp")).map_or(0, |d| d.count());
+    // Each run is killed a little later after it starts writing than the
+    // one before, until one finishes: the kills land at many points of the
+    // copy whatever the speed of the machine (a fixed schedule from the
+    // start of the process missed the copy when the copy became short).
+    // Each run resumes from what the last one stored; once kills start
+    // landing after a commit, the delay grows more slowly, so that several
+    // land between commits.
     let mut progress = Vec::new();
-    // Small steps: a run copies 1000 small messages in well under a second.
-    for i in 1..=100u64 {
+    let mut delay_ms = 3;
+    // Kills of a run that had started writing message files.
+    let mut while_writing = 0;
+    for _ in 1..=300 {
+        let (stored_before, tmp_before) = (stored(), in_tmp());
         let mut child = env
             .cmd(dv.password())
             .args(&args)
@@ -316,18 +325,36 @@ fn killed_at_any_point_then_rerun_gives_the_exact_message_set() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(25 * i));
-        let done = child.try_wait().unwrap().is_some();
+        let started = std::time::Instant::now();
+        let mut done = false;
+        while !done
+            && in_tmp() == tmp_before
+            && stored() == stored_before
+            && started.elapsed() < std::time::Duration::from_secs(30)
+        {
+            done = child.try_wait().unwrap().is_some();
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let done = done || child.try_wait().unwrap().is_some();
+        while_writing += usize::from(!done);
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         progress.push(stored());
         if done {
             break;
         }
+        delay_ms += if stored() > stored_before { 1 } else { 3 };
     }
     eprintln!("stored after each kill: {progress:?}");
-    let mid = progress.iter().filter(|&&n| n > 0 && n < N).count();
-    assert!(mid >= 2, "too few kills landed mid-copy: {progress:?}");
+    assert!(
+        while_writing >= 2,
+        "too few kills landed mid-copy: {progress:?}"
+    );
+    assert!(
+        progress.iter().any(|&n| n > 0 && n < N),
+        "no kill left a partly stored mailbox: {progress:?}"
+    );
     let r = env.run(dv.password(), &args);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_exact(&to, &msgs);
