@@ -193,18 +193,8 @@ impl Session {
     /// mailbox. (`n:*` names the last message even when `n` is past it;
     /// that one is left out.)
     pub async fn uid_search_from(&mut self, from: Uid) -> Result<Vec<Uid>> {
-        let cmd = format!("UID SEARCH UID {}:*", from.0.max(1));
-        let mut uids = Vec::new();
-        self.run(&[Part::Text(cmd.clone())], &cmd, |u| {
-            if let Untagged::Search(v) = u {
-                uids.extend(v.iter().map(|&n| Uid(n)).filter(|u| *u >= from));
-                return Ok(true);
-            }
-            Ok(false)
-        })
-        .await?;
-        uids.sort_unstable();
-        uids.dedup();
+        let mut uids = self.uid_search(&format!("UID {}:*", from.0.max(1))).await?;
+        uids.retain(|u| *u >= from);
         Ok(uids)
     }
 

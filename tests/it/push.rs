@@ -520,14 +520,8 @@ fn killed_during_an_incremental_push_then_rerun_has_no_duplicates() {
     let (from, to) = (src.url("imaps"), dst.url("imaps"));
     let partial = kill_until_partial(
         || {
-            env.cmd("unused")
-                .env("MAILFERRY_FROM_PASSWORD", src.password())
-                .env("MAILFERRY_TO_PASSWORD", dst.password())
-                .args(["push", "--from", &from, "--to", &to, "--ca-file", &ca])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
+            let args = ["--from", &from, "--to", &to, "--ca-file", &ca];
+            quiet_push(&env, Some(src.password()), dst.password(), &args)
         },
         || total(&dst, &spread),
         count(&spread),
@@ -550,14 +544,8 @@ fn killed_at_any_point_then_rerun_gives_the_exact_message_set() {
     let (from, to) = (src.url("imaps"), dst.url("imaps"));
     let partial = kill_until_partial(
         || {
-            env.cmd("unused")
-                .env("MAILFERRY_FROM_PASSWORD", src.password())
-                .env("MAILFERRY_TO_PASSWORD", dst.password())
-                .args(["push", "--from", &from, "--to", &to, "--ca-file", &ca])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
+            let args = ["--from", &from, "--to", &to, "--ca-file", &ca];
+            quiet_push(&env, Some(src.password()), dst.password(), &args)
         },
         || total(&dst, &spread),
         count(&spread),
@@ -575,6 +563,27 @@ fn killed_at_any_point_then_rerun_gives_the_exact_message_set() {
     let r = push(&env, &src, &dst, &[]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_exact_copy(&dst, &spread);
+}
+
+/// A `push` with `args`, passwords in the environment, output discarded:
+/// a child for [`kill_until_partial`].
+pub(crate) fn quiet_push(
+    env: &Env,
+    from_password: Option<&str>,
+    to_password: &str,
+    args: &[&str],
+) -> std::process::Child {
+    let mut cmd = env.cmd("unused");
+    if let Some(pw) = from_password {
+        cmd.env("MAILFERRY_FROM_PASSWORD", pw);
+    }
+    cmd.env("MAILFERRY_TO_PASSWORD", to_password)
+        .arg("push")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 /// Starts runs and kills them after growing delays (from 300 ms, +200 ms

@@ -12,8 +12,8 @@ use crate::common::{self, CorpusOpts, Dovecot, DovecotOpts, Message};
 use crate::fetch_imap::wire;
 use crate::fetch_pop3::served;
 use crate::push::{
-    assert_exact_copy, ca, count, files, keywords, kill_until_partial, load, run, servers, summary,
-    target_of, total,
+    assert_exact_copy, ca, count, files, keywords, kill_until_partial, load, quiet_push, run,
+    servers, summary, target_of, total,
 };
 
 /// `mailferry CMD --from FROM --to <dst imaps> --ca-file CA --json EXTRA`.
@@ -234,14 +234,18 @@ fn maildir_push_killed_at_any_point_then_rerun_gives_the_exact_message_set_under
     // --max-rate 100 spreads the copy over seconds: the kills land mid-copy.
     let partial = kill_until_partial(
         || {
-            env.cmd("unused")
-                .env("MAILFERRY_TO_PASSWORD", dst.password())
-                .args(["push", "--from", md.to_str().unwrap(), "--to", &to])
-                .args(["--ca-file", &ca, "--max-rate", "100"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
+            let from = md.to_str().unwrap();
+            let args = [
+                "--from",
+                from,
+                "--to",
+                &to,
+                "--ca-file",
+                &ca,
+                "--max-rate",
+                "100",
+            ];
+            quiet_push(&env, None, dst.password(), &args)
         },
         || total(&dst, &spread),
         count(&spread),
@@ -352,15 +356,17 @@ fn pop3_push_killed_then_rerun_has_each_message_once() {
     let (from, to) = (src.url("pop3s"), dst.url("imaps"));
     let partial = kill_until_partial(
         || {
-            env.cmd("unused")
-                .env("MAILFERRY_FROM_PASSWORD", src.password())
-                .env("MAILFERRY_TO_PASSWORD", dst.password())
-                .args(["push", "--from", &from, "--to", &to])
-                .args(["--ca-file", &ca, "--max-rate", "50"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
+            let args = [
+                "--from",
+                &from,
+                "--to",
+                &to,
+                "--ca-file",
+                &ca,
+                "--max-rate",
+                "50",
+            ];
+            quiet_push(&env, Some(src.password()), dst.password(), &args)
         },
         || files(&dst, "INBOX").len(),
         msgs.len(),
