@@ -516,16 +516,7 @@ fn killed_during_an_incremental_push_then_rerun_has_no_duplicates() {
     let more = common::corpus(53, 300, &CorpusOpts::small());
     src.deliver(src.user(), "INBOX", &more);
     spread[0].1.extend(more);
-    let ca = ca(&env, &src, &dst);
-    let (from, to) = (src.url("imaps"), dst.url("imaps"));
-    let partial = kill_until_partial(
-        || {
-            let args = ["--from", &from, "--to", &to, "--ca-file", &ca];
-            quiet_push(&env, Some(src.password()), dst.password(), &args)
-        },
-        || total(&dst, &spread),
-        count(&spread),
-    );
+    let partial = kill_imap_push_until_partial(&env, &src, &dst, &spread);
     assert!(
         partial.iter().any(|&n| n > 30 && n < count(&spread)),
         "no kill landed mid-copy: {partial:?}"
@@ -540,16 +531,7 @@ fn killed_at_any_point_then_rerun_gives_the_exact_message_set() {
     let (src, dst) = servers();
     let spread = load(&src, 51, 400);
     let env = Env::new();
-    let ca = ca(&env, &src, &dst);
-    let (from, to) = (src.url("imaps"), dst.url("imaps"));
-    let partial = kill_until_partial(
-        || {
-            let args = ["--from", &from, "--to", &to, "--ca-file", &ca];
-            quiet_push(&env, Some(src.password()), dst.password(), &args)
-        },
-        || total(&dst, &spread),
-        count(&spread),
-    );
+    let partial = kill_imap_push_until_partial(&env, &src, &dst, &spread);
     // The kills must have hit mid-copy for this test to mean anything.
     assert!(
         partial.iter().any(|&n| n > 0 && n < count(&spread)),
@@ -563,6 +545,26 @@ fn killed_at_any_point_then_rerun_gives_the_exact_message_set() {
     let r = push(&env, &src, &dst, &[]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_exact_copy(&dst, &spread);
+}
+
+/// [`kill_until_partial`] for an IMAPS → IMAPS push of `spread`; returns
+/// the target's message count after each kill.
+fn kill_imap_push_until_partial(
+    env: &Env,
+    src: &Dovecot,
+    dst: &Dovecot,
+    spread: &[(String, Vec<Message>)],
+) -> Vec<usize> {
+    let ca = ca(env, src, dst);
+    let (from, to) = (src.url("imaps"), dst.url("imaps"));
+    kill_until_partial(
+        || {
+            let args = ["--from", &from, "--to", &to, "--ca-file", &ca];
+            quiet_push(env, Some(src.password()), dst.password(), &args)
+        },
+        || total(dst, spread),
+        count(spread),
+    )
 }
 
 /// A `push` with `args`, passwords in the environment, output discarded:
