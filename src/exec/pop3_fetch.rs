@@ -4,9 +4,9 @@
 //! server without UIDL, a digest of each message's `TOP n 0` headers and
 //! size), plan against the state, adopt files a killed run wrote but never
 //! recorded, pipelined RETR into the shared Maildir writer (INBOX `new/`);
-//! a big download is split over up to 4 sessions (`--connections`), each
-//! RETRieving its share by its own message numbers. Only the first session
-//! ever deletes: retention: DELE only what
+//! a big download is handed out in chunks to up to 4 sessions
+//! (`--connections`), each RETRieving by its own message numbers. Only the
+//! first session ever deletes: retention: DELE only what
 //! the state shows durably stored, and mark it deleted only once QUIT
 //! returned `+OK` (POP3 deletes at QUIT; a dropped session deletes nothing).
 
@@ -482,19 +482,18 @@ async fn copy(
         }
         (interrupted, failed)
     });
-    let parts = split_by_bytes(todo, 1 + extra_wanted(sh, todo));
-    let mine: Vec<u32> = parts[0].iter().map(|m| m.msgno).collect();
-    // The extra sessions log in while the first one already downloads its
-    // share. A share whose session could not be opened, and messages an
-    // extra session does not list, come back to the first one at the end.
-    let theirs = parts[1..]
-        .iter()
-        .map(|part| extra_share(sh, part, ftx.clone()));
+    let extras = extra_wanted(sh, todo);
+    let queue = Chunks::new(todo, extras > 0);
+    // The extra sessions log in while the first one already downloads;
+    // each takes chunks once it is ready. Messages an extra session does
+    // not list come back to the first one at the end.
+    let theirs = (0..extras).map(|_| extra_share(sh, &queue, &ftx));
     let (mut fetched, others) = tokio::join!(
-        c.retr_many(&mine, ftx.clone()),
+        first_share(c, &queue, &ftx),
         futures_util::future::join_all(theirs)
     );
-    let mut leftover: Vec<u32> = others.into_iter().flatten().collect();
+    // What a lost extra session put back after the others had finished.
+    let mut leftover: Vec<u32> = others.into_iter().flatten().chain(queue.drain()).collect();
     // Not after a signal or a writer failure (`conv` has stopped and
     // closed the channel): nothing more would be stored.
     if fetched.is_ok() && !leftover.is_empty() && !ftx.is_closed() && !sh.ctx.interrupt.is_set() {
@@ -537,84 +536,133 @@ fn extra_wanted(sh: &Shared<'_>, todo: &[Listed]) -> usize {
     (todo.len() / PER_SESSION).min(cap)
 }
 
-/// Splits `todo` (in message-number order) into `k` runs of about equal
-/// bytes, so every session reads its share of the mailbox in order.
-fn split_by_bytes(todo: &[Listed], k: usize) -> Vec<&[Listed]> {
-    let total: u64 = todo.iter().map(|m| m.size).sum();
-    let mut parts = Vec::with_capacity(k);
-    let (mut start, mut acc) = (0, 0u64);
-    for (i, m) in todo.iter().enumerate() {
-        acc += m.size;
-        let due = total * (parts.len() as u64 + 1) / k as u64;
-        if acc >= due && parts.len() + 1 < k {
-            parts.push(&todo[start..=i]);
-            start = i + 1;
+/// A chunk closes at this many bytes or [`CHUNK_MESSAGES`] messages.
+/// Small enough that the sessions finish within about a tenth of a second
+/// of each other, large enough that the pipeline drains (one server round
+/// trip per chunk) cost nothing next to the transfer.
+const CHUNK_BYTES: u64 = 1 << 20;
+const CHUNK_MESSAGES: usize = 128;
+
+/// A download in chunks of message numbers (in order), handed to whichever
+/// session asks next. With fixed equal shares the last session finished up
+/// to a second after the first, the others' cores idle meanwhile; this way
+/// a session that logged in late or runs slower simply takes fewer.
+struct Chunks<'a>(Mutex<std::collections::VecDeque<Vec<&'a Listed>>>);
+
+impl<'a> Chunks<'a> {
+    /// One chunk of everything when only one session downloads.
+    fn new(todo: &'a [Listed], split: bool) -> Chunks<'a> {
+        let mut out = std::collections::VecDeque::new();
+        let (mut cur, mut bytes) = (Vec::new(), 0u64);
+        for m in todo {
+            cur.push(m);
+            bytes += m.size;
+            if split && (bytes >= CHUNK_BYTES || cur.len() >= CHUNK_MESSAGES) {
+                out.push_back(std::mem::take(&mut cur));
+                bytes = 0;
+            }
+        }
+        if !cur.is_empty() {
+            out.push_back(cur);
+        }
+        Chunks(Mutex::new(out))
+    }
+
+    fn take(&self) -> Option<Vec<&'a Listed>> {
+        self.0.lock().unwrap().pop_front()
+    }
+
+    /// Messages a lost session had not delivered go first to the next
+    /// session that asks.
+    fn put_back(&self, msgs: Vec<&'a Listed>) {
+        if !msgs.is_empty() {
+            self.0.lock().unwrap().push_front(msgs);
         }
     }
-    parts.push(&todo[start..]);
-    parts
+
+    fn drain(&self) -> Vec<u32> {
+        let q = &mut *self.0.lock().unwrap();
+        q.drain(..).flatten().map(|m| m.msgno).collect()
+    }
 }
 
-/// Downloads one share of a big download over a session of its own: each
-/// is its own server process (Dovecot does not lock a POP3 mailbox unless
-/// told to), so the server's reading and TLS run in parallel, not one
-/// message after another. Message numbers are per session, so the share is
-/// looked up by UIDL in this session's listing and mapped back. Returns
-/// the messages (first session's numbers) left for the first session: all
-/// of them when the session could not be opened — a server that locks the
-/// maildrop (RFC 1939 allows it), lacks UIDL or refuses the connection —,
-/// any this session does not list, and, if the session is lost halfway,
-/// what it had not delivered: a dropped extra connection costs a warning
-/// and a little time, not the run. Nothing is ever deleted here, so QUIT
-/// is a courtesy.
-async fn extra_share(sh: &Shared<'_>, part: &[Listed], ftx: mpsc::Sender<Fetched>) -> Vec<u32> {
+/// The first session's part of a download: chunks until none are left or
+/// the writer has stopped. Its lost connection is the attempt's `Err`.
+async fn first_share(
+    c: &mut Pop3Client,
+    queue: &Chunks<'_>,
+    ftx: &mpsc::Sender<Fetched>,
+) -> Result<()> {
+    while !ftx.is_closed()
+        && let Some(chunk) = queue.take()
+    {
+        let msgnos: Vec<u32> = chunk.iter().map(|m| m.msgno).collect();
+        c.retr_many(&msgnos, ftx.clone()).await?;
+    }
+    Ok(())
+}
+
+/// One extra session's part of a big download: each is its own server
+/// process (Dovecot does not lock a POP3 mailbox unless told to), so the
+/// server's reading and TLS run in parallel, not one message after
+/// another. Message numbers are per session, so each chunk is looked up by
+/// UIDL in this session's listing and mapped back. Returns the messages
+/// (first session's numbers) this session does not list, for the first
+/// session to fetch at the end. A session that cannot be opened — a server
+/// that locks the maildrop (RFC 1939 allows it), lacks UIDL or refuses the
+/// connection — takes nothing; one lost halfway puts back what it had not
+/// delivered: a dropped extra connection costs a warning and a little
+/// time, not the run. Nothing is ever deleted here, so QUIT is a courtesy.
+async fn extra_share(sh: &Shared<'_>, queue: &Chunks<'_>, ftx: &mpsc::Sender<Fetched>) -> Vec<u32> {
     if sh.ctx.interrupt.is_set() || ftx.is_closed() {
         return Vec::new();
     }
     let Some((mut session, numbers)) = extra_session(sh).await else {
-        return part.iter().map(|m| m.msgno).collect();
+        return Vec::new();
     };
-    let (mut list, mut back, mut rest) = (Vec::new(), HashMap::new(), Vec::new());
-    for m in part {
-        match numbers.get(&m.uidl) {
-            Some(&n) => {
-                list.push(n);
-                back.insert(n, m.msgno);
-            }
-            None => rest.push(m.msgno),
-        }
-    }
-    let (etx, mut erx) = mpsc::channel::<Fetched>(8);
-    // Hands this session's messages on under the first session's numbers;
-    // what is left in `back` at the end was never delivered.
-    let forward = async move {
-        while let Some(mut f) = erx.recv().await {
-            let Some(n) = back.remove(&f.msgno) else {
-                continue;
-            };
-            f.msgno = n;
-            if ftx.send(f).await.is_err() {
-                break;
+    let mut rest = Vec::new();
+    while !ftx.is_closed()
+        && let Some(chunk) = queue.take()
+    {
+        let (mut list, mut back) = (Vec::new(), HashMap::new());
+        for m in chunk {
+            match numbers.get(&m.uidl) {
+                Some(&n) => {
+                    list.push(n);
+                    back.insert(n, m);
+                }
+                None => rest.push(m.msgno),
             }
         }
-        back
-    };
-    let (fetched, undelivered) = tokio::join!(session.retr_many(&list, etx), forward);
-    match fetched {
-        Ok(()) => {
-            let _ = session.quit().await;
-        }
-        Err(e) => {
+        // Hands the messages on under the first session's numbers; what
+        // is left in `back` was never delivered.
+        let fetched = session
+            .retr_each(&list, async |n, result| match back.remove(&n) {
+                Some(m) => ftx
+                    .send(Fetched {
+                        msgno: m.msgno,
+                        result,
+                    })
+                    .await
+                    .is_ok(),
+                None => true,
+            })
+            .await;
+        if let Err(e) = fetched {
             sh.ctx.reporter.warning(
                 Some(sh.inbox.as_str()),
                 &format!(
-                    "{e}; an extra session was lost, the first one fetches the {} messages it had not delivered",
-                    undelivered.len()
+                    "{e}; an extra session was lost, the other sessions fetch the {} messages it had not delivered",
+                    back.len()
                 ),
             );
-            rest.extend(undelivered.into_values());
+            let mut undelivered: Vec<&Listed> = back.into_values().collect();
+            undelivered.sort_unstable_by_key(|m| m.msgno);
+            queue.put_back(undelivered);
+            return rest;
         }
     }
+    let _ = session.quit().await;
     rest
 }
 
@@ -702,4 +750,59 @@ async fn retention(
     }
     sum.deleted = marked.len() as u64;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(sizes: &[u64]) -> Vec<Listed> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| Listed {
+                msgno: i as u32 + 1,
+                uidl: Uidl(format!("u{i}")),
+                size,
+            })
+            .collect()
+    }
+
+    fn numbers(chunk: &[&Listed]) -> Vec<u32> {
+        chunk.iter().map(|m| m.msgno).collect()
+    }
+
+    #[test]
+    fn chunks_cover_the_download_in_order_within_their_limits() {
+        let mut sizes = vec![10_000; 300];
+        sizes[5] = 5 << 20;
+        let todo = listed(&sizes);
+        let q = Chunks::new(&todo, true);
+        let mut seen = Vec::new();
+        while let Some(c) = q.take() {
+            let bytes: u64 = c.iter().map(|m| m.size).sum();
+            assert!(c.len() <= CHUNK_MESSAGES);
+            // Only the message that crosses the limit goes beyond it.
+            assert!(bytes - c.last().unwrap().size < CHUNK_BYTES);
+            seen.extend(numbers(&c));
+        }
+        assert_eq!(seen, (1..=300).collect::<Vec<u32>>());
+        assert!(q.drain().is_empty());
+    }
+
+    #[test]
+    fn one_session_takes_everything_at_once_and_put_back_goes_first() {
+        let todo = listed(&[3 << 20; 4]);
+        let q = Chunks::new(&todo, false);
+        let all = q.take().unwrap();
+        assert_eq!(numbers(&all), [1, 2, 3, 4]);
+        assert!(q.take().is_none());
+
+        let q = Chunks::new(&todo, true);
+        let first = q.take().unwrap();
+        assert_eq!(numbers(&first), [1]);
+        q.put_back(first);
+        q.put_back(Vec::new());
+        assert_eq!(q.drain(), [1, 2, 3, 4]);
+    }
 }

@@ -700,10 +700,21 @@ impl Pop3Client {
     /// not sent. If the receiver goes away, the commands in flight are
     /// drained and the call returns `Ok`.
     pub async fn retr_many(&mut self, msgnos: &[u32], tx: mpsc::Sender<Fetched>) -> Result<()> {
-        self.pipelined(msgnos, Command::Retr, async |msgno, result| {
+        self.retr_each(msgnos, async |msgno, result| {
             tx.send(Fetched { msgno, result }).await.is_ok()
         })
         .await
+    }
+
+    /// [`retr_many`](Self::retr_many) handing each message to `each`
+    /// instead of a channel (a caller that renumbers or tracks messages
+    /// needs no task of its own); `each` returns false to stop.
+    pub async fn retr_each(
+        &mut self,
+        msgnos: &[u32],
+        each: impl AsyncFnMut(u32, Result<Vec<u8>>) -> bool,
+    ) -> Result<()> {
+        self.pipelined(msgnos, Command::Retr, each).await
     }
 
     /// `TOP n lines` for each of `msgnos`, pipelined like

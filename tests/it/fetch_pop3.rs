@@ -766,9 +766,9 @@ fn large_download_uses_parallel_sessions_and_stays_exact() {
     assert_eq!(r.json().pop().unwrap()["copied"], 0);
 }
 
-/// An extra session lost halfway through its share costs a warning, not
-/// the run: the first session fetches what it had not delivered, the
-/// message set is exact, and retention still runs.
+/// An extra session lost halfway through its chunk costs a warning, not
+/// the run: the sessions left (here only the first) fetch what it had not
+/// delivered, the message set is exact, and retention still runs.
 #[test]
 fn a_lost_extra_session_is_taken_over_by_the_first() {
     let dv = Dovecot::start();
