@@ -13,6 +13,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -24,7 +25,7 @@ use crate::endpoint::ServerConfig;
 use crate::error::{Error, Result};
 use crate::maildir::{Maildir, SourceKey, account_tag};
 use crate::plan::{self, Known, LocalFile, MsgKey, SourceMsg};
-use crate::pop3::{self, Fetched, Pop3Client};
+use crate::pop3::{self, Pop3Client};
 use crate::report::{Event, FolderProgress, Summary};
 use crate::state::{KnownMsg, MsgKey as StateKey, State};
 use crate::types::{Flags, FolderName, Uidl};
@@ -444,67 +445,44 @@ async fn copy(
         },
         rx,
     );
-    let by_no: HashMap<u32, (Uidl, u64)> = todo
-        .iter()
-        .map(|m| (m.msgno, (m.uidl.clone(), m.size)))
-        .collect();
-    let (ftx, mut frx) = mpsc::channel::<Fetched>(8);
-    let interrupt = sh.ctx.interrupt.clone();
-    // Fetched → Incoming, and the place a signal stops the stream: what is
-    // already queued is still written and recorded.
-    let conv = tokio::spawn(async move {
-        let mut interrupted = false;
-        let mut failed = Vec::new();
-        while let Some(f) = frx.recv().await {
-            if interrupt.is_set() {
-                interrupted = true;
-                break;
-            }
-            let Some((uidl, size)) = by_no.get(&f.msgno).cloned() else {
-                continue;
-            };
-            match f.result {
-                Ok(body) => {
-                    let inc = Incoming {
-                        source: SourceKey::Pop3 { uidl: uidl.clone() },
-                        key: StateKey::Pop3 { uidl },
-                        body,
-                        flags: Flags::default(),
-                        date: None,
-                        size,
-                    };
-                    if tx.send(inc).await.is_err() {
-                        break;
-                    }
-                }
-                Err(e) => failed.push((uidl.0, e.to_string())),
-            }
-        }
-        (interrupted, failed)
-    });
+    let sink = Sink {
+        tx,
+        by_no: todo.iter().map(|m| (m.msgno, m)).collect(),
+        interrupt: &sh.ctx.interrupt,
+        stopped: AtomicBool::new(false),
+        interrupted: AtomicBool::new(false),
+        failed: Mutex::new(Vec::new()),
+    };
     let extras = extra_wanted(sh, todo);
     let queue = Chunks::new(todo, extras > 0);
     // The extra sessions log in while the first one already downloads;
     // each takes chunks once it is ready. Messages an extra session does
     // not list come back to the first one at the end.
-    let theirs = (0..extras).map(|_| extra_share(sh, &queue, &ftx));
+    let theirs = (0..extras).map(|_| extra_share(sh, &queue, &sink));
     let (mut fetched, others) = tokio::join!(
-        first_share(c, &queue, &ftx),
+        first_share(c, &queue, &sink),
         futures_util::future::join_all(theirs)
     );
     // What a lost extra session put back after the others had finished.
     let mut leftover: Vec<u32> = others.into_iter().flatten().chain(queue.drain()).collect();
-    // Not after a signal or a writer failure (`conv` has stopped and
-    // closed the channel): nothing more would be stored.
-    if fetched.is_ok() && !leftover.is_empty() && !ftx.is_closed() && !sh.ctx.interrupt.is_set() {
+    // Not after a signal or a writer failure: nothing more would be stored.
+    if fetched.is_ok() && !leftover.is_empty() && !sink.stopped() {
         leftover.sort_unstable();
-        fetched = c.retr_many(&leftover, ftx).await;
-    } else {
-        drop(ftx);
+        fetched = c
+            .retr_each(&leftover, async |n, r| sink.deliver(n, r).await)
+            .await;
     }
-    let (interrupted, failed) = conv.await.unwrap_or((false, Vec::new()));
+    let Sink {
+        tx,
+        interrupted,
+        failed,
+        ..
+    } = sink;
+    // The writer ends once its last sender is gone.
+    drop(tx);
     // A signal that stopped shares before they sent anything is one too.
-    let interrupted = interrupted || sh.ctx.interrupt.is_set();
+    let interrupted = interrupted.into_inner() || sh.ctx.interrupt.is_set();
+    let failed = failed.into_inner().unwrap();
     let written = writer
         .await
         .map_err(|e| Error::State(format!("writer thread failed: {e}")))
@@ -586,18 +564,75 @@ impl<'a> Chunks<'a> {
     }
 }
 
+/// Where every session hands its messages: straight into the writer's
+/// channel (no task in between), and the place a signal stops the
+/// download: what is already queued is still written and recorded.
+struct Sink<'a> {
+    tx: mpsc::Sender<Incoming>,
+    /// The first session's message numbers, which every session reports in.
+    by_no: HashMap<u32, &'a Listed>,
+    interrupt: &'a crate::interrupt::Interrupt,
+    /// A signal arrived or the writer failed: no session asks for more.
+    stopped: AtomicBool,
+    interrupted: AtomicBool,
+    /// Per-message failures (`-ERR`, over the size cap): UIDL, error.
+    failed: Mutex<Vec<(String, String)>>,
+}
+
+impl Sink<'_> {
+    /// Passes on message `msgno` (first session's number); false once
+    /// nothing more is wanted.
+    async fn deliver(&self, msgno: u32, result: Result<Vec<u8>>) -> bool {
+        if self.interrupt.is_set() {
+            self.interrupted.store(true, Ordering::Relaxed);
+            self.stopped.store(true, Ordering::Relaxed);
+            return false;
+        }
+        let Some(m) = self.by_no.get(&msgno) else {
+            return true;
+        };
+        match result {
+            Ok(body) => {
+                let inc = Incoming {
+                    source: SourceKey::Pop3 {
+                        uidl: m.uidl.clone(),
+                    },
+                    key: StateKey::Pop3 {
+                        uidl: m.uidl.clone(),
+                    },
+                    body,
+                    flags: Flags::default(),
+                    date: None,
+                    size: m.size,
+                };
+                if self.tx.send(inc).await.is_err() {
+                    self.stopped.store(true, Ordering::Relaxed);
+                    return false;
+                }
+            }
+            Err(e) => self
+                .failed
+                .lock()
+                .unwrap()
+                .push((m.uidl.0.clone(), e.to_string())),
+        }
+        true
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed) || self.interrupt.is_set()
+    }
+}
+
 /// The first session's part of a download: chunks until none are left or
 /// the writer has stopped. Its lost connection is the attempt's `Err`.
-async fn first_share(
-    c: &mut Pop3Client,
-    queue: &Chunks<'_>,
-    ftx: &mpsc::Sender<Fetched>,
-) -> Result<()> {
-    while !ftx.is_closed()
+async fn first_share(c: &mut Pop3Client, queue: &Chunks<'_>, sink: &Sink<'_>) -> Result<()> {
+    while !sink.stopped()
         && let Some(chunk) = queue.take()
     {
         let msgnos: Vec<u32> = chunk.iter().map(|m| m.msgno).collect();
-        c.retr_many(&msgnos, ftx.clone()).await?;
+        c.retr_each(&msgnos, async |n, r| sink.deliver(n, r).await)
+            .await?;
     }
     Ok(())
 }
@@ -613,15 +648,15 @@ async fn first_share(
 /// connection — takes nothing; one lost halfway puts back what it had not
 /// delivered: a dropped extra connection costs a warning and a little
 /// time, not the run. Nothing is ever deleted here, so QUIT is a courtesy.
-async fn extra_share(sh: &Shared<'_>, queue: &Chunks<'_>, ftx: &mpsc::Sender<Fetched>) -> Vec<u32> {
-    if sh.ctx.interrupt.is_set() || ftx.is_closed() {
+async fn extra_share(sh: &Shared<'_>, queue: &Chunks<'_>, sink: &Sink<'_>) -> Vec<u32> {
+    if sink.stopped() {
         return Vec::new();
     }
     let Some((mut session, numbers)) = extra_session(sh).await else {
         return Vec::new();
     };
     let mut rest = Vec::new();
-    while !ftx.is_closed()
+    while !sink.stopped()
         && let Some(chunk) = queue.take()
     {
         let (mut list, mut back) = (Vec::new(), HashMap::new());
@@ -638,13 +673,7 @@ async fn extra_share(sh: &Shared<'_>, queue: &Chunks<'_>, ftx: &mpsc::Sender<Fet
         // is left in `back` was never delivered.
         let fetched = session
             .retr_each(&list, async |n, result| match back.remove(&n) {
-                Some(m) => ftx
-                    .send(Fetched {
-                        msgno: m.msgno,
-                        result,
-                    })
-                    .await
-                    .is_ok(),
+                Some(m) => sink.deliver(m.msgno, result).await,
                 None => true,
             })
             .await;
