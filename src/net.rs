@@ -280,7 +280,12 @@ pub async fn start_tls(
 
 /// SHA-256 of a byte string: message content digests for dedup and verify.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
-    openssl::sha::sha256(data)
+    // A context, not the one-shot `openssl::sha::sha256`: OpenSSL 3's
+    // `SHA256()` looks the digest up by name on every call (EVP_Q_digest),
+    // a lock and a property query per message. Same code for the bytes.
+    let mut h = openssl::sha::Sha256::new();
+    h.update(data);
+    h.finish()
 }
 
 /// The one transport type both mail clients use: plain TCP (before
