@@ -619,20 +619,32 @@ async fn reconcile(
         })
         .collect();
     let mut out = plan::rekey(&olds, &news);
-    if !out.need_digest.is_empty() {
+    let paired: HashSet<Uid> = out.pairs.iter().map(|p| p.0).collect();
+    let short = if matches!(s, Source::Pop3(_)) {
+        listed_short(&olds, &news, &out.new, &paired)
+    } else {
+        Vec::new()
+    };
+    if !out.need_digest.is_empty() || !short.is_empty() {
+        let need: HashSet<Uid> = out.need_digest.iter().copied().collect();
         let sizes: HashSet<u64> = news
             .iter()
-            .filter(|n| out.need_digest.contains(&n.uid))
+            .filter(|n| need.contains(&n.uid))
             .map(|n| n.size)
+            .chain(short.iter().map(|u| news[u.0 as usize - 1].size + 2))
             .collect();
-        let paired: HashSet<Uid> = out.pairs.iter().map(|p| p.0).collect();
         let tcand: Vec<Uid> = olds
             .iter()
             .filter(|o| sizes.contains(&o.size) && !paired.contains(&o.uid))
             .map(|o| o.uid)
             .collect();
         let td = digests(t, &tcand).await?;
-        let want: Vec<MsgKey> = out.need_digest.iter().map(|u| key_of(*u)).collect();
+        let want: Vec<MsgKey> = out
+            .need_digest
+            .iter()
+            .chain(&short)
+            .map(|u| key_of(*u))
+            .collect();
         let sd = s.digests(&want).await?;
         for o in &mut olds {
             o.digest = td.get(&o.uid).copied();
@@ -647,6 +659,33 @@ async fn reconcile(
         .into_iter()
         .map(|(tu, su)| (key_of(su), tu))
         .collect())
+}
+
+/// POP3 source messages (`new`, unpaired) whose Message-ID an unclaimed
+/// target message has at 2 bytes more: a server ends a message whose last
+/// line lacks a line break with CRLF when it sends it (RFC 1939's
+/// terminating line needs one) but may count the size without it, as
+/// Dovecot's LIST does. Only their content can tell, so they are hashed.
+fn listed_short(
+    olds: &[RekeyRecord],
+    news: &[RekeyRecord],
+    new: &[Uid],
+    paired: &HashSet<Uid>,
+) -> Vec<Uid> {
+    let longer: HashSet<(&str, u64)> = olds
+        .iter()
+        .filter(|o| !paired.contains(&o.uid))
+        .filter_map(|o| Some((o.message_id.as_deref()?, o.size)))
+        .collect();
+    new.iter()
+        .copied()
+        .filter(|u| {
+            let n = &news[u.0 as usize - 1];
+            n.message_id
+                .as_deref()
+                .is_some_and(|m| longer.contains(&(m, n.size + 2)))
+        })
+        .collect()
 }
 
 async fn digests(s: &mut Session, uids: &[Uid]) -> Result<HashMap<Uid, [u8; 32]>> {
