@@ -8,8 +8,13 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode, SslVersion};
+use openssl::error::ErrorStack;
+use openssl::ssl::{
+    Ssl, SslContext, SslFiletype, SslMethod, SslMode, SslOptions, SslVerifyMode, SslVersion,
+};
 use openssl::x509::X509VerifyResult;
+use openssl::x509::store::{X509Lookup, X509StoreBuilderRef};
+use openssl::x509::verify::X509CheckFlags;
 
 use crate::endpoint::TlsOptions;
 use crate::error::{Error, Result};
@@ -102,17 +107,18 @@ pub async fn tcp_connect(host: &str, port: u16, limit: Duration) -> Result<TcpSt
 /// built once per trust setting and process ([`connector`]).
 pub type TlsStream<S> = tokio_openssl::SslStream<S>;
 
-/// The client connector for `opts`, built on first use and then shared:
-/// system roots (OpenSSL's default paths, loaded once; `SSL_CERT_FILE` and
-/// `SSL_CERT_DIR` override them, as for any OpenSSL program) plus `--ca-file`,
-/// TLS 1.2 or later, OpenSSL's secure defaults (`SslConnector`). With a
-/// pinned fingerprint the chain is not verified here: the pin is compared
-/// right after the handshake, before any protocol byte is sent.
-fn connector(opts: &TlsOptions) -> Result<SslConnector> {
+/// The client context for `opts`, built on first use and then shared:
+/// system roots ([`add_system_roots`]) plus `--ca-file`, TLS 1.2 or later,
+/// and the settings of the openssl crate's `SslConnector` (options, modes,
+/// cipher list, peer verification), which is not used itself because its
+/// builder parses the system CA bundle up front. With a pinned fingerprint
+/// the chain is not verified here: the pin is compared right after the
+/// handshake, before any protocol byte is sent.
+fn connector(opts: &TlsOptions) -> Result<SslContext> {
     // The pin itself is checked after the handshake, so only whether
     // there is one matters here.
     type Key = (Option<std::path::PathBuf>, bool, bool);
-    static BUILT: std::sync::Mutex<Vec<(Key, SslConnector)>> = std::sync::Mutex::new(Vec::new());
+    static BUILT: std::sync::Mutex<Vec<(Key, SslContext)>> = std::sync::Mutex::new(Vec::new());
     let key: Key = (
         opts.ca_file.clone(),
         opts.fingerprint.is_some(),
@@ -123,13 +129,35 @@ fn connector(opts: &TlsOptions) -> Result<SslConnector> {
         return Ok(c.clone());
     }
     let tls_err = |e: openssl::error::ErrorStack| Error::connect("tls", e.to_string());
-    let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(tls_err)?;
+    let mut b = SslContext::builder(SslMethod::tls_client()).map_err(tls_err)?;
+    let mut options = SslOptions::ALL
+        | SslOptions::NO_COMPRESSION
+        | SslOptions::NO_SSLV2
+        | SslOptions::NO_SSLV3
+        | SslOptions::SINGLE_DH_USE
+        | SslOptions::SINGLE_ECDH_USE;
+    options &= !SslOptions::DONT_INSERT_EMPTY_FRAGMENTS;
+    b.set_options(options);
+    b.set_mode(
+        SslMode::AUTO_RETRY
+            | SslMode::ACCEPT_MOVING_WRITE_BUFFER
+            | SslMode::ENABLE_PARTIAL_WRITE
+            | SslMode::RELEASE_BUFFERS,
+    );
+    b.set_cipher_list("DEFAULT:!aNULL:!eNULL:!MD5:!3DES:!DES:!RC4:!IDEA:!SEED:!aDSS:!SRP:!PSK")
+        .map_err(tls_err)?;
     let min = if opts.min_tls13 {
         SslVersion::TLS1_3
     } else {
         SslVersion::TLS1_2
     };
     b.set_min_proto_version(Some(min)).map_err(tls_err)?;
+    if opts.fingerprint.is_some() {
+        b.set_verify(SslVerifyMode::NONE);
+    } else {
+        b.set_verify(SslVerifyMode::PEER);
+        add_system_roots(b.cert_store_mut()).map_err(tls_err)?;
+    }
     if let Some(ca) = &opts.ca_file {
         let pem = std::fs::read(ca).map_err(|e| Error::io(ca, e))?;
         let certs = openssl::x509::X509::stack_from_pem(&pem)
@@ -145,12 +173,107 @@ fn connector(opts: &TlsOptions) -> Result<SslConnector> {
             let _ = b.cert_store_mut().add_cert(c);
         }
     }
-    if opts.fingerprint.is_some() {
-        b.set_verify(SslVerifyMode::NONE);
-    }
     let c = b.build();
     built.push((key, c.clone()));
     Ok(c)
+}
+
+/// One connection's TLS object: SNI (not for an IP address) and, unless
+/// `verify_name` is false (a pinned server), the host name or IP address
+/// checked against the certificate, as `SslConnector::configure` does.
+fn client_ssl(
+    ctx: &SslContext,
+    host: &str,
+    verify_name: bool,
+) -> std::result::Result<Ssl, ErrorStack> {
+    let mut ssl = Ssl::new(ctx)?;
+    let ip = host.parse::<std::net::IpAddr>().ok();
+    if ip.is_none() {
+        ssl.set_hostname(host)?;
+    }
+    if verify_name {
+        let param = ssl.param_mut();
+        param.set_hostflags(X509CheckFlags::NO_PARTIAL_WILDCARDS);
+        match ip {
+            Some(ip) => param.set_ip(ip)?,
+            None => param.set_host(host)?,
+        }
+    }
+    Ok(ssl)
+}
+
+/// The system's trusted roots, read lazily where that trusts the same
+/// certificates. OpenSSL's default paths are a bundle file, parsed whole
+/// when loaded (about 40 ms for Debian's 140-odd roots: a quarter of a
+/// no-op POP3 fetch), and a directory of links named by subject hash, of
+/// which only the issuer a chain needs is read. Where the directory has at
+/// least as many such links as the bundle has certificates (Debian,
+/// Ubuntu, Alpine, Arch generate both from one list) only the directory is
+/// used; otherwise (a bundle-only system such as Fedora, a bundle edited by
+/// hand) both, as OpenSSL's own default. `SSL_CERT_FILE` and
+/// `SSL_CERT_DIR` override the paths, as for any OpenSSL program. Either
+/// way nothing beyond OpenSSL's default paths is trusted.
+fn add_system_roots(store: &mut X509StoreBuilderRef) -> std::result::Result<(), ErrorStack> {
+    let default = |env: *const std::ffi::c_char, path: *const std::ffi::c_char| {
+        // SAFETY: OpenSSL returns pointers to static NUL-terminated strings.
+        let (env, path) = unsafe {
+            (
+                std::ffi::CStr::from_ptr(env).to_string_lossy().into_owned(),
+                std::ffi::CStr::from_ptr(path)
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        };
+        std::env::var(env).unwrap_or(path)
+    };
+    // SAFETY: these take no arguments and return static strings.
+    let (file, dir) = unsafe {
+        (
+            default(
+                openssl_sys::X509_get_default_cert_file_env(),
+                openssl_sys::X509_get_default_cert_file(),
+            ),
+            default(
+                openssl_sys::X509_get_default_cert_dir_env(),
+                openssl_sys::X509_get_default_cert_dir(),
+            ),
+        )
+    };
+    let bundle = std::fs::read(&file).map_or(0, |b| pem_certificates(&b));
+    let linked: usize = dir.split(':').map(hash_links).sum();
+    if linked > 0 && linked >= bundle {
+        store
+            .add_lookup(X509Lookup::hash_dir())?
+            .add_dir(&dir, SslFiletype::PEM)
+    } else {
+        store.set_default_paths()
+    }
+}
+
+/// Certificates in a PEM bundle (counted, not parsed).
+fn pem_certificates(pem: &[u8]) -> usize {
+    memchr::memmem::find_iter(pem, b"-----BEGIN CERTIFICATE-----").count()
+        + memchr::memmem::find_iter(pem, b"-----BEGIN TRUSTED CERTIFICATE-----").count()
+}
+
+/// Certificate links in a hashed CA directory: `hhhhhhhh.N`.
+fn hash_links(dir: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.split_once('.').is_some_and(|(h, n)| {
+                h.len() == 8
+                    && h.bytes().all(|b| b.is_ascii_hexdigit())
+                    && !n.is_empty()
+                    && n.bytes().all(|b| b.is_ascii_digit())
+            })
+        })
+        .count()
 }
 
 /// Performs the TLS handshake with system roots plus `--ca-file`, or with a
@@ -169,10 +292,8 @@ where
     let server = format!("{host}:{port}");
     let connector = connector(opts)?;
     let tls_err = |e: openssl::error::ErrorStack| Error::connect(&server, e.to_string());
-    let mut config = connector.configure().map_err(tls_err)?;
     // Pinning replaces chain and name checks (see `connector`).
-    config.set_verify_hostname(opts.fingerprint.is_none());
-    let ssl = config.into_ssl(host).map_err(tls_err)?;
+    let ssl = client_ssl(&connector, host, opts.fingerprint.is_none()).map_err(tls_err)?;
     let mut tls = TlsStream::new(ssl, stream).map_err(tls_err)?;
     timed(limit, &server, "TLS handshake", async {
         match std::pin::Pin::new(&mut tls).connect().await {
@@ -244,9 +365,8 @@ where
         fingerprint: Some([0; 32]),
         ..TlsOptions::default()
     };
-    let mut config = connector(&opts).ok()?.configure().ok()?;
-    config.set_verify_hostname(false);
-    let mut tls = TlsStream::new(config.into_ssl(host).ok()?, stream).ok()?;
+    let ssl = client_ssl(&connector(&opts).ok()?, host, false).ok()?;
+    let mut tls = TlsStream::new(ssl, stream).ok()?;
     tokio::time::timeout(limit, std::pin::Pin::new(&mut tls).connect())
         .await
         .ok()?

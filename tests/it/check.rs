@@ -161,3 +161,59 @@ fn plaintext_refused_without_starttls() {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("plain text"), "{}", r.stdout);
 }
+
+/// System trust comes from OpenSSL's default paths (`SSL_CERT_FILE`,
+/// `SSL_CERT_DIR`): a hashed directory alone when it has at least as many
+/// certificates as the bundle (read lazily), else bundle and directory.
+#[test]
+fn system_roots_from_the_bundle_or_the_hashed_directory() {
+    let dv = Dovecot::start();
+    let env = Env::new();
+    let ssl = dv.ca_file().parent().unwrap();
+    let ca_pem = std::fs::read(dv.ca_file()).unwrap();
+    let leaf_pem = std::fs::read(ssl.join("server.pem")).unwrap();
+    // A certificate that is no trust anchor for the server's chain.
+    let unrelated = env.path("unrelated.pem");
+    std::fs::write(&unrelated, &leaf_pem).unwrap();
+    let bundle = env.path("bundle.pem");
+    std::fs::write(&bundle, [leaf_pem.clone(), ca_pem.clone()].concat()).unwrap();
+    let link = |dir: &std::path::Path, pem: &[u8]| {
+        let hash = openssl::x509::X509::from_pem(pem)
+            .unwrap()
+            .subject_name_hash();
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(format!("{hash:08x}.0")), pem).unwrap();
+    };
+    let empty = env.path("empty-dir");
+    std::fs::create_dir_all(&empty).unwrap();
+    let with_ca = env.path("ca-dir");
+    link(&with_ca, &ca_pem);
+    let with_leaf = env.path("leaf-dir");
+    link(&with_leaf, &leaf_pem);
+
+    let check = |file: &std::path::Path, dir: &std::path::Path| {
+        crate::cli::to_run(
+            env.cmd(dv.password())
+                .env("SSL_CERT_FILE", file)
+                .env("SSL_CERT_DIR", dir)
+                .args(["check", &dv.url("imaps")])
+                .output()
+                .unwrap(),
+        )
+    };
+    // The directory has the CA, the one-certificate bundle does not: the
+    // directory alone is used, and it is enough.
+    let r = check(&unrelated, &with_ca);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    // No hashed directory: the bundle.
+    let r = check(&bundle, &empty);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    // A directory with fewer certificates than the bundle does not replace
+    // it: the CA, only in the bundle, is still trusted.
+    let r = check(&bundle, &with_leaf);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    // Neither has the CA.
+    let r = check(&unrelated, &with_leaf);
+    assert_eq!(r.code, 4, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("not trusted"), "{}", r.stdout);
+}
