@@ -205,75 +205,120 @@ fn client_ssl(
 /// The system's trusted roots, read lazily where that trusts the same
 /// certificates. OpenSSL's default paths are a bundle file, parsed whole
 /// when loaded (about 40 ms for Debian's 140-odd roots: a quarter of a
-/// no-op POP3 fetch), and a directory of links named by subject hash, of
-/// which only the issuer a chain needs is read. Where the directory has at
-/// least as many such links as the bundle has certificates (Debian,
-/// Ubuntu, Alpine, Arch generate both from one list) only the directory is
-/// used; otherwise (a bundle-only system such as Fedora, a bundle edited by
-/// hand) both, as OpenSSL's own default. `SSL_CERT_FILE` and
-/// `SSL_CERT_DIR` override the paths, as for any OpenSSL program. Either
-/// way nothing beyond OpenSSL's default paths is trusted.
+/// no-op POP3 fetch), and a directory of files named by subject hash, of
+/// which only the issuer a chain needs is read. When every certificate of
+/// the bundle is, byte for byte, in one of those files (Debian, Ubuntu,
+/// Alpine and Arch generate both from one list) the directory alone trusts
+/// exactly what both would, and only it is used; otherwise (a bundle-only
+/// system such as Fedora, a CA appended to the bundle by hand, an
+/// `SSL_CERT_FILE` of one's own) both are loaded, as OpenSSL's default.
+/// `SSL_CERT_FILE` and `SSL_CERT_DIR` override the paths, as for any
+/// OpenSSL program.
 fn add_system_roots(store: &mut X509StoreBuilderRef) -> std::result::Result<(), ErrorStack> {
-    let default = |env: *const std::ffi::c_char, path: *const std::ffi::c_char| {
-        // SAFETY: OpenSSL returns pointers to static NUL-terminated strings.
-        let (env, path) = unsafe {
-            (
-                std::ffi::CStr::from_ptr(env).to_string_lossy().into_owned(),
-                std::ffi::CStr::from_ptr(path)
-                    .to_string_lossy()
-                    .into_owned(),
-            )
-        };
-        std::env::var(env).unwrap_or(path)
-    };
-    // SAFETY: these take no arguments and return static strings.
+    // SAFETY: these take no arguments and return pointers to static
+    // NUL-terminated strings.
     let (file, dir) = unsafe {
         (
-            default(
+            default_path(
                 openssl_sys::X509_get_default_cert_file_env(),
                 openssl_sys::X509_get_default_cert_file(),
             ),
-            default(
+            default_path(
                 openssl_sys::X509_get_default_cert_dir_env(),
                 openssl_sys::X509_get_default_cert_dir(),
             ),
         )
     };
-    let bundle = std::fs::read(&file).map_or(0, |b| pem_certificates(&b));
-    let linked: usize = dir.split(':').map(hash_links).sum();
-    if linked > 0 && linked >= bundle {
-        store
+    match (file, dir) {
+        (Some(file), Some(dir)) if dir_holds_bundle(&file, &dir) => store
             .add_lookup(X509Lookup::hash_dir())?
-            .add_dir(&dir, SslFiletype::PEM)
-    } else {
-        store.set_default_paths()
+            .add_dir(&dir, SslFiletype::PEM),
+        _ => store.set_default_paths(),
     }
 }
 
-/// Certificates in a PEM bundle (counted, not parsed).
-fn pem_certificates(pem: &[u8]) -> usize {
-    memchr::memmem::find_iter(pem, b"-----BEGIN CERTIFICATE-----").count()
-        + memchr::memmem::find_iter(pem, b"-----BEGIN TRUSTED CERTIFICATE-----").count()
+/// The value of the environment variable named by `env`, else `path`;
+/// None for a value that is not UTF-8 (then OpenSSL's own lookup is used).
+///
+/// # Safety
+/// Both pointers must be valid NUL-terminated strings.
+unsafe fn default_path(
+    env: *const std::ffi::c_char,
+    path: *const std::ffi::c_char,
+) -> Option<String> {
+    // SAFETY: guaranteed by the caller.
+    let (env, path) = unsafe {
+        (
+            std::ffi::CStr::from_ptr(env),
+            std::ffi::CStr::from_ptr(path),
+        )
+    };
+    match std::env::var_os(env.to_str().ok()?) {
+        Some(v) => v.into_string().ok(),
+        None => path.to_str().ok().map(str::to_string),
+    }
 }
 
-/// Certificate links in a hashed CA directory: `hhhhhhhh.N`.
-fn hash_links(dir: &str) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            name.split_once('.').is_some_and(|(h, n)| {
-                h.len() == 8
-                    && h.bytes().all(|b| b.is_ascii_hexdigit())
-                    && !n.is_empty()
-                    && n.bytes().all(|b| b.is_ascii_digit())
-            })
-        })
-        .count()
+/// True when every certificate in the bundle `file` (none if it cannot be
+/// read: OpenSSL could not read it either) is also, byte for byte, in a
+/// hash-named file of `dirs` (`:`-separated). Compares PEM text, parses
+/// nothing.
+fn dir_holds_bundle(file: &str, dirs: &str) -> bool {
+    let bundle = std::fs::read(file).unwrap_or_default();
+    let want = pem_blocks(&bundle);
+    if want.is_empty() {
+        return true;
+    }
+    let mut have = std::collections::HashSet::new();
+    for dir in dirs.split(':') {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for e in entries.filter_map(|e| e.ok()) {
+            if is_hash_name(&e.file_name().to_string_lossy())
+                && let Ok(pem) = std::fs::read(e.path())
+            {
+                have.extend(pem_blocks(&pem));
+            }
+        }
+    }
+    want.iter().all(|b| have.contains(b))
+}
+
+/// A hashed directory's certificate file name: `hhhhhhhh.N`.
+fn is_hash_name(name: &str) -> bool {
+    name.split_once('.').is_some_and(|(h, n)| {
+        h.len() == 8
+            && h.bytes().all(|b| b.is_ascii_hexdigit())
+            && !n.is_empty()
+            && n.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+/// The certificate blocks of a PEM text, each as its label and its base64
+/// without white space (CRLF and LF files compare equal).
+fn pem_blocks(pem: &[u8]) -> Vec<Vec<u8>> {
+    const BEGIN: &[u8] = b"-----BEGIN ";
+    let mut out = Vec::new();
+    for start in memchr::memmem::find_iter(pem, BEGIN) {
+        let rest = &pem[start + BEGIN.len()..];
+        let Some(label_end) = memchr::memmem::find(rest, b"-----") else {
+            break;
+        };
+        let label = &rest[..label_end];
+        if label != b"CERTIFICATE" && label != b"TRUSTED CERTIFICATE" {
+            continue;
+        }
+        let body = &rest[label_end + 5..];
+        let Some(end) = memchr::memmem::find(body, b"-----END ") else {
+            break;
+        };
+        let mut block = label.to_vec();
+        block.push(b':');
+        block.extend(body[..end].iter().filter(|b| !b.is_ascii_whitespace()));
+        out.push(block);
+    }
+    out
 }
 
 /// Performs the TLS handshake with system roots plus `--ca-file`, or with a
@@ -460,5 +505,32 @@ impl AsyncWrite for MailStream {
             MailStream::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
             MailStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_blocks_compare_certificates_whatever_the_line_ends() {
+        let lf = b"x\n-----BEGIN CERTIFICATE-----\nQUJD\nREVG\n-----END CERTIFICATE-----\n\
+                   -----BEGIN PRIVATE KEY-----\nS0VZ\n-----END PRIVATE KEY-----\n\
+                   -----BEGIN TRUSTED CERTIFICATE-----\nQUJD\n-----END TRUSTED CERTIFICATE-----\n";
+        let crlf: Vec<u8> = String::from_utf8_lossy(lf)
+            .replace('\n', "\r\n")
+            .into_bytes();
+        let blocks = pem_blocks(lf);
+        assert_eq!(
+            blocks,
+            [
+                b"CERTIFICATE:QUJDREVG".to_vec(),
+                b"TRUSTED CERTIFICATE:QUJD".to_vec()
+            ]
+        );
+        assert_eq!(pem_blocks(&crlf), blocks);
+        assert!(pem_blocks(b"-----BEGIN CERTIFICATE-----\nQUJD").is_empty());
+        assert!(is_hash_name("9d66eef0.0") && is_hash_name("9d66eef0.12"));
+        assert!(!is_hash_name("9d66eef0.r0") && !is_hash_name("ACCVRAIZ1.pem"));
     }
 }

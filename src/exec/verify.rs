@@ -285,7 +285,8 @@ fn report(ctx: &Ctx<'_>, event: &str, folder: &str, m: &Item, what: &str) {
 /// line lacks a line break with CRLF when it sends it (RFC 1939's
 /// terminating line needs one) but may count the size without it, as
 /// Dovecot's LIST does, so such a message is stored 2 bytes longer than
-/// listed. A POP3 message left unmatched is tried once more at size + 2.
+/// listed. A POP3 message with a Message-ID left unmatched is tried once
+/// more at size + 2.
 fn compare(src: &[Item], dst: &[Item], deep: bool) -> (Vec<Item>, Vec<Item>) {
     type Key = (Option<String>, u64, Option<[u8; 32]>);
     let key = |i: &Item, slack: u64| -> Key {
@@ -307,7 +308,7 @@ fn compare(src: &[Item], dst: &[Item], deep: bool) -> (Vec<Item>, Vec<Item>) {
     }
     let mut missing = Vec::new();
     for s in unmatched {
-        let pop3_slack = !deep && s.uidl.is_some();
+        let pop3_slack = !deep && s.uidl.is_some() && s.message_id.is_some();
         if !(pop3_slack && pool.get_mut(&key(s, 2)).and_then(|v| v.pop()).is_some()) {
             missing.push(s.clone());
         }
@@ -435,6 +436,20 @@ mod tests {
         let (missing, _) = compare(&[it(1, Some("a"), 10, 1)], &dst, false);
         assert_eq!(missing.len(), 1);
         let (missing, _) = compare(&[pop3("u1", "a", 9, 1)], &dst, false);
+        assert_eq!(missing.len(), 1);
+        // Without a Message-ID, size alone is too weak a hint to stretch.
+        let anon = |size| Item {
+            message_id: None,
+            ..pop3("u3", "-", size, 1)
+        };
+        let (missing, _) = compare(
+            &[anon(10)],
+            &[Item {
+                message_id: None,
+                ..dst[0].clone()
+            }],
+            false,
+        );
         assert_eq!(missing.len(), 1);
         // Deep: the content decides, whatever the sizes say.
         let (missing, extra) = compare(&[pop3("u1", "a", 12, 3)], &dst[..1], true);

@@ -163,8 +163,8 @@ fn plaintext_refused_without_starttls() {
 }
 
 /// System trust comes from OpenSSL's default paths (`SSL_CERT_FILE`,
-/// `SSL_CERT_DIR`): a hashed directory alone when it has at least as many
-/// certificates as the bundle (read lazily), else bundle and directory.
+/// `SSL_CERT_DIR`): a hashed directory alone when it holds every
+/// certificate of the bundle (read lazily), else bundle and directory.
 #[test]
 fn system_roots_from_the_bundle_or_the_hashed_directory() {
     let dv = Dovecot::start();
@@ -201,16 +201,22 @@ fn system_roots_from_the_bundle_or_the_hashed_directory() {
                 .unwrap(),
         )
     };
-    // The directory has the CA, the one-certificate bundle does not: the
-    // directory alone is used, and it is enough.
+    // The directory has the CA, the bundle has another certificate: both
+    // are read, and the directory's CA is enough.
     let r = check(&unrelated, &with_ca);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     // No hashed directory: the bundle.
     let r = check(&bundle, &empty);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    // A directory with fewer certificates than the bundle does not replace
-    // it: the CA, only in the bundle, is still trusted.
+    // A directory without all of the bundle's certificates does not
+    // replace it: the CA, only in the bundle, is still trusted.
     let r = check(&bundle, &with_leaf);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    // The CA only in the bundle, beside a directory of as many other
+    // certificates: the bundle is still read.
+    let ca_only = env.path("ca-only.pem");
+    std::fs::write(&ca_only, &ca_pem).unwrap();
+    let r = check(&ca_only, &with_leaf);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     // Neither has the CA.
     let r = check(&unrelated, &with_leaf);
