@@ -558,6 +558,7 @@ fn kill_imap_push_until_partial(
     let ca = ca(env, src, dst);
     let (from, to) = (src.url("imaps"), dst.url("imaps"));
     kill_until_partial(
+        dst,
         || {
             let args = ["--from", &from, "--to", &to, "--ca-file", &ca];
             quiet_push(env, Some(src.password()), dst.password(), &args)
@@ -591,8 +592,11 @@ pub(crate) fn quiet_push(
 /// Starts runs and kills them after growing delays (from 300 ms, +200 ms
 /// each) until one finished the copy or 20 were killed; returns how many
 /// messages the target held after each kill. Growing delays find the
-/// mid-copy window however slow or loaded the machine is.
+/// mid-copy window however slow or loaded the machine is. After each kill
+/// the `target` server finishes what the killed run had sent before the
+/// next run starts (see [`Dovecot::wait_for_sessions_to_end`]).
 pub(crate) fn kill_until_partial(
+    target: &Dovecot,
     spawn: impl Fn() -> std::process::Child,
     done: impl Fn() -> usize,
     all: usize,
@@ -603,6 +607,7 @@ pub(crate) fn kill_until_partial(
         std::thread::sleep(std::time::Duration::from_millis(300 + 200 * i));
         let _ = child.kill();
         let _ = child.wait();
+        target.wait_for_sessions_to_end();
         let n = done();
         partial.push(n);
         if n >= all {

@@ -233,6 +233,7 @@ fn maildir_push_killed_at_any_point_then_rerun_gives_the_exact_message_set_under
     let to = dst.url("imaps");
     // --max-rate 100 spreads the copy over seconds: the kills land mid-copy.
     let partial = kill_until_partial(
+        &dst,
         || {
             let from = md.to_str().unwrap();
             let args = [
@@ -368,6 +369,7 @@ fn pop3_push_killed_then_rerun_has_each_message_once() {
     let ca = ca(&env, &src, &dst);
     let (from, to) = (src.url("pop3s"), dst.url("imaps"));
     let partial = kill_until_partial(
+        &dst,
         || {
             let args = [
                 "--from",

@@ -270,6 +270,29 @@ impl Dovecot {
         s
     }
 
+    /// Waits (up to 20 s) until every logged-in IMAP/POP3 session has
+    /// ended. A client killed mid-APPEND leaves its last commands in the
+    /// server's buffers, and Dovecot still carries them out: a rerun that
+    /// looked at the folder before that would not see those copies.
+    pub fn wait_for_sessions_to_end(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let log = fs::read_to_string(self.log_path()).unwrap_or_default();
+            let logins = log.matches("-login: Info: Login: ").count();
+            let ended = log
+                .lines()
+                .filter(|l| {
+                    (l.contains(" imap(") || l.contains(" pop3("))
+                        && l.contains(": Info: Disconnected")
+                })
+                .count();
+            if ended >= logins || std::time::Instant::now() > deadline {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// The user's Maildir++ root (INBOX) that Dovecot serves.
     pub fn maildir(&self, user: &str) -> PathBuf {
         self.root.join("mail").join(user)
