@@ -170,6 +170,20 @@ pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Res
             wires.insert(m.target.clone(), w);
         }
     }
+    if !dry && previous_run_unfinished(&state.lock().unwrap())? {
+        // A run killed right after sending an APPEND leaves it in the
+        // target's buffers, and the server still carries it out once the
+        // client is gone (Dovecot: tens of milliseconds, more when busy).
+        // Looked at before that, the folder would not show those copies,
+        // and they would be appended again.
+        if ctx.settings.verbose > 0 && !ctx.reporter.json() {
+            ctx.reporter.line(&format!(
+                "the previous run did not finish: waiting {} s for the target to complete what it had sent",
+                AFTER_A_KILLED_RUN.as_secs()
+            ));
+        }
+        tokio::time::sleep(AFTER_A_KILLED_RUN).await;
+    }
     let work: VecDeque<Work> = folders
         .into_iter()
         .zip(&maps)
@@ -573,6 +587,18 @@ async fn push_folder(s: &mut Source, t: &mut Session, w: &Work, sh: &Shared<'_>)
     Ok(())
 }
 
+/// How long a push waits, after a run that never finished, before it looks
+/// at the target (see [`previous_run_unfinished`]).
+const AFTER_A_KILLED_RUN: Duration = Duration::from_secs(1);
+
+/// True when the run before this one (already recorded as started) has no
+/// end: it was killed, or crashed. Runs hold the state lock, so it is not
+/// running any more.
+fn previous_run_unfinished(st: &State) -> Result<bool> {
+    let runs = st.recent_runs(None, 2)?;
+    Ok(runs.get(1).is_some_and(|r| r.finished_at.is_none()))
+}
+
 /// Pairs planned source messages with unclaimed target messages (all, or
 /// those from UID `after` up): unique
 /// Message-ID + size, else equal content digest (both sides downloaded to
@@ -970,6 +996,28 @@ async fn carry_flags(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_without_an_end_before_this_one_was_killed() {
+        let t = tempfile::tempdir().unwrap();
+        let mut st = State::open(&t.path().join("state.db")).unwrap();
+        let done = crate::state::RunOutcome {
+            result: "ok".into(),
+            copied: 0,
+            failed: 0,
+            error: None,
+        };
+        let a = st.begin_run("push", None, 10).unwrap();
+        assert!(!previous_run_unfinished(&st).unwrap(), "the first run");
+        st.finish_run(a, &done, 11).unwrap();
+        st.begin_run("push", None, 12).unwrap(); // killed: never finished
+        assert!(
+            !previous_run_unfinished(&st).unwrap(),
+            "the one before ended"
+        );
+        st.begin_run("push", None, 13).unwrap();
+        assert!(previous_run_unfinished(&st).unwrap());
+    }
 
     #[test]
     fn max_rate_bounds_rounds_and_their_start() {
