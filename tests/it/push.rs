@@ -589,10 +589,11 @@ pub(crate) fn quiet_push(
         .unwrap()
 }
 
-/// Starts runs and kills them after growing delays (from 300 ms, +200 ms
-/// each) until one finished the copy or 20 were killed; returns how many
-/// messages the target held after each kill. Growing delays find the
-/// mid-copy window however slow or loaded the machine is. After each kill
+/// Starts runs and kills each one a growing delay (0 ms, +20 ms each
+/// round) after it first added to the target, until one finished the copy
+/// or 20 were killed; returns how many messages the target held after each
+/// kill. Counting from the first copy, not from the start, finds the
+/// mid-copy window however fast or loaded the machine is. After each kill
 /// the `target` server finishes what the killed run had sent before the
 /// next run starts (see [`Dovecot::wait_for_sessions_to_end`]).
 pub(crate) fn kill_until_partial(
@@ -603,8 +604,18 @@ pub(crate) fn kill_until_partial(
 ) -> Vec<usize> {
     let mut partial = Vec::new();
     for i in 0..20u64 {
+        let before = done();
         let mut child = spawn();
-        std::thread::sleep(std::time::Duration::from_millis(300 + 200 * i));
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none()
+            && started.elapsed() < std::time::Duration::from_secs(60)
+        {
+            if done() > before {
+                std::thread::sleep(std::time::Duration::from_millis(20 * i));
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let _ = child.kill();
         let _ = child.wait();
         target.wait_for_sessions_to_end();
