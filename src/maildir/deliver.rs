@@ -164,13 +164,9 @@ impl Batch {
     /// length, and the pass that counts bare LFs in the output is skipped
     /// (a few percent of a large fetch's CPU).
     pub fn set_line_endings_for(&mut self, msg: &[u8]) {
-        let crlf = crate::bytes::crlf_only(msg);
-        self.line_endings = if crlf {
-            LineEndings::Lf
-        } else {
-            LineEndings::AsIs
-        };
-        self.input_crlf_only = crlf;
+        self.line_endings = LineEndings::lossless_for(msg);
+        // Lf is chosen exactly when every line ends in CRLF.
+        self.input_crlf_only = self.line_endings == LineEndings::Lf;
     }
 
     /// Chooses the fsync strategy (default [`SyncMode::Deferred`], faster).
