@@ -525,7 +525,11 @@ const CHUNK_MESSAGES: usize = 128;
 /// session asks next. With fixed equal shares the last session finished up
 /// to a second after the first, the others' cores idle meanwhile; this way
 /// a session that logged in late or runs slower simply takes fewer.
-struct Chunks<'a>(Mutex<std::collections::VecDeque<Vec<&'a Listed>>>);
+struct Chunks<'a> {
+    queue: Mutex<std::collections::VecDeque<Vec<&'a Listed>>>,
+    /// Wakes sessions still logging in once the last chunk is taken.
+    emptied: tokio::sync::Notify,
+}
 
 impl<'a> Chunks<'a> {
     /// One chunk of everything when only one session downloads.
@@ -543,23 +547,47 @@ impl<'a> Chunks<'a> {
         if !cur.is_empty() {
             out.push_back(cur);
         }
-        Chunks(Mutex::new(out))
+        Chunks {
+            queue: Mutex::new(out),
+            emptied: tokio::sync::Notify::new(),
+        }
     }
 
     fn take(&self) -> Option<Vec<&'a Listed>> {
-        self.0.lock().unwrap().pop_front()
+        let mut q = self.queue.lock().unwrap();
+        let chunk = q.pop_front();
+        if q.is_empty() {
+            self.emptied.notify_waiters();
+        }
+        chunk
+    }
+
+    /// Resolves once no chunk is left for a session that is still logging
+    /// in. One put back later goes to the sessions already downloading
+    /// (or, at the end, to the first), so giving up then loses nothing.
+    async fn emptied(&self) {
+        loop {
+            let wake = self.emptied.notified();
+            tokio::pin!(wake);
+            // Registered before the check, so a take in between still wakes it.
+            wake.as_mut().enable();
+            if self.queue.lock().unwrap().is_empty() {
+                return;
+            }
+            wake.await;
+        }
     }
 
     /// Messages a lost session had not delivered go first to the next
     /// session that asks.
     fn put_back(&self, msgs: Vec<&'a Listed>) {
         if !msgs.is_empty() {
-            self.0.lock().unwrap().push_front(msgs);
+            self.queue.lock().unwrap().push_front(msgs);
         }
     }
 
     fn drain(&self) -> Vec<u32> {
-        let q = &mut *self.0.lock().unwrap();
+        let q = &mut *self.queue.lock().unwrap();
         q.drain(..).flatten().map(|m| m.msgno).collect()
     }
 }
@@ -652,7 +680,14 @@ async fn extra_share(sh: &Shared<'_>, queue: &Chunks<'_>, sink: &Sink<'_>) -> Ve
     if sink.stopped() {
         return Vec::new();
     }
-    let Some((mut session, numbers)) = extra_session(sh).await else {
+    // A session still logging in when the others have taken every chunk
+    // is dropped there: waiting for its login would only delay the end of
+    // a small download.
+    let opened = tokio::select! {
+        s = extra_session(sh) => s,
+        () = queue.emptied() => None,
+    };
+    let Some((mut session, numbers)) = opened else {
         return Vec::new();
     };
     let mut rest = Vec::new();
@@ -833,5 +868,20 @@ mod tests {
         q.put_back(first);
         q.put_back(Vec::new());
         assert_eq!(q.drain(), [1, 2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_session_still_logging_in_is_released_once_the_last_chunk_is_taken() {
+        use futures_util::FutureExt;
+        let todo = listed(&[3 << 20; 2]);
+        let q = Chunks::new(&todo, true);
+        let waiting = q.emptied();
+        tokio::pin!(waiting);
+        assert!(waiting.as_mut().now_or_never().is_none(), "two chunks left");
+        q.take().unwrap();
+        assert!(waiting.as_mut().now_or_never().is_none(), "one chunk left");
+        q.take().unwrap();
+        assert!(waiting.now_or_never().is_some());
+        assert!(q.emptied().now_or_never().is_some());
     }
 }
