@@ -195,13 +195,18 @@ async fn sync(
     };
     super::report_skipped(rep, sh.ctx.settings.verbose, name, &plan.skipped);
     let progress = Arc::new(rep.folder_start(name, plan.copy.len() as u64, plan.copy_bytes()));
-    let present: HashSet<MsgKey> = source.iter().map(|m| m.key.clone()).collect();
+    // What the server lists, for retention (not built for a plain fetch).
+    let present = || -> HashSet<MsgKey> { source.iter().map(|m| m.key.clone()).collect() };
 
     if dry {
         sum.copied = (plan.copy.len() + plan.adopt.len()) as u64;
         sum.bytes = plan.copy_bytes();
-        let mut dels =
-            plan::source_deletions(known.values(), sh.job.retention, sh.ctx.now, Some(&present));
+        let mut dels = plan::source_deletions(
+            known.values(),
+            sh.job.retention,
+            sh.ctx.now,
+            Some(&present()),
+        );
         if sh.job.retention == Retention::AfterFetch {
             // What this run would store is deleted once stored.
             let newly = plan.copy.iter().chain(plan.adopt.iter().map(|(m, _)| m));
@@ -267,7 +272,7 @@ async fn sync(
         rep.folder_done(name, &sum);
         return Ok(());
     }
-    let r = retention(c, &listing, folder_id, &present, sh, &mut sum).await;
+    let r = retention(c, &listing, folder_id, &present(), sh, &mut sum).await;
     rep.folder_done(name, &sum);
     r
 }
