@@ -293,34 +293,33 @@ fn delete_after_days_counts_from_when_it_was_stored() {
     assert_exact(&to, &msgs);
 }
 
-#[test]
-fn killed_at_any_point_then_rerun_gives_the_exact_message_set() {
-    let dv = Dovecot::start();
-    const N: usize = 1000;
-    let msgs = load(&dv, 36, N);
-    let env = Env::new();
-    let to = env.path("mail");
-    let ca = dv.ca_file().display().to_string();
-    let url = dv.url("pop3s");
-    let args = fetch_args(&url, &to, &ca, &[]);
-    let stored = || maildir_files(&to).values().map(|v| v.len()).sum::<usize>();
+/// What one killed (or finished) run of [`kill_while_writing`] left.
+struct Kill {
+    /// Message files in the Maildir afterwards.
+    stored: usize,
+    /// Messages still on the server afterwards.
+    left: u32,
+    /// It was killed after it had started writing, not finished.
+    while_writing: bool,
+}
+
+/// Runs `args` again and again, each run killed (SIGKILL) a little later
+/// after it started writing than the one before, until one finishes: the
+/// kills land at many points of the copy whatever the speed of the machine
+/// (a fixed schedule from the start of the process missed the copy once
+/// the copy became short). Each run resumes from what the last one stored;
+/// once kills start landing after a commit, the delay grows more slowly,
+/// so that several land between commits.
+fn kill_while_writing(env: &Env, dv: &Dovecot, args: &[&str], to: &Path) -> Vec<Kill> {
+    let stored = || maildir_files(to).values().map(|v| v.len()).sum::<usize>();
     let in_tmp = || std::fs::read_dir(to.join("tmp")).map_or(0, |d| d.count());
-    // Each run is killed a little later after it starts writing than the
-    // one before, until one finishes: the kills land at many points of the
-    // copy whatever the speed of the machine (a fixed schedule from the
-    // start of the process missed the copy when the copy became short).
-    // Each run resumes from what the last one stored; once kills start
-    // landing after a commit, the delay grows more slowly, so that several
-    // land between commits.
-    let mut progress = Vec::new();
+    let mut kills = Vec::new();
     let mut delay_ms = 3;
-    // Kills of a run that had started writing message files.
-    let mut while_writing = 0;
     for _ in 1..=300 {
         let (stored_before, tmp_before) = (stored(), in_tmp());
         let mut child = env
             .cmd(dv.password())
-            .args(&args)
+            .args(args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -337,18 +336,36 @@ fn killed_at_any_point_then_rerun_gives_the_exact_message_set() {
         }
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         let done = done || child.try_wait().unwrap().is_some();
-        while_writing += usize::from(!done);
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
-        progress.push(stored());
+        kills.push(Kill {
+            stored: stored(),
+            left: inbox_count(dv),
+            while_writing: !done,
+        });
         if done {
             break;
         }
         delay_ms += if stored() > stored_before { 1 } else { 3 };
     }
+    kills
+}
+
+#[test]
+fn killed_at_any_point_then_rerun_gives_the_exact_message_set() {
+    let dv = Dovecot::start();
+    const N: usize = 1000;
+    let msgs = load(&dv, 36, N);
+    let env = Env::new();
+    let to = env.path("mail");
+    let ca = dv.ca_file().display().to_string();
+    let url = dv.url("pop3s");
+    let args = fetch_args(&url, &to, &ca, &[]);
+    let kills = kill_while_writing(&env, &dv, &args, &to);
+    let progress: Vec<usize> = kills.iter().map(|k| k.stored).collect();
     eprintln!("stored after each kill: {progress:?}");
     assert!(
-        while_writing >= 2,
+        kills.iter().filter(|k| k.while_writing).count() >= 2,
         "too few kills landed mid-copy: {progress:?}"
     );
     assert!(
@@ -373,25 +390,10 @@ fn killed_with_delete_after_fetch_then_rerun_is_exact_and_empties_the_server() {
     let ca = dv.ca_file().display().to_string();
     let url = dv.url("pop3s");
     let args = fetch_args(&url, &to, &ca, &["--delete-after-fetch"]);
-    let mut progress = Vec::new();
-    for i in 1..=40u64 {
-        let mut child = env
-            .cmd(dv.password())
-            .args(&args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(60 * i));
-        let done = child.try_wait().unwrap().is_some();
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
-        let stored = maildir_files(&to).values().map(|v| v.len()).sum::<usize>();
-        progress.push((stored, inbox_count(&dv)));
-        if done {
-            break;
-        }
-    }
+    let progress: Vec<(usize, u32)> = kill_while_writing(&env, &dv, &args, &to)
+        .iter()
+        .map(|k| (k.stored, k.left))
+        .collect();
     // (stored locally, left on the server) after each kill
     eprintln!("after each kill: {progress:?}");
     assert!(
