@@ -9,6 +9,85 @@ use std::path::{Path, PathBuf};
 use crate::cli::{Env, Run};
 use crate::common::{self, CorpusOpts, Dovecot, Message};
 
+/// What one killed (or finished) run of [`kill_while_writing`] left.
+pub struct Kill {
+    /// Message files in the Maildir afterwards.
+    pub stored: usize,
+    /// It was killed after it had started writing, not finished.
+    pub while_writing: bool,
+}
+
+/// Runs `args` again and again, each run killed (SIGKILL) a little later
+/// after it started writing than the one before, until one finishes: the
+/// kills land at many points of the copy whatever the speed of the machine
+/// (a fixed schedule from the start of the process missed the copy once
+/// the copy became short). Each run resumes from what the last one stored;
+/// once kills start landing after a commit, the delay grows more slowly,
+/// so that several land between commits. `after` sees each run's outcome
+/// right after it ended (to look at the server then).
+pub fn kill_while_writing(
+    env: &Env,
+    password: &str,
+    args: &[&str],
+    to: &Path,
+    mut after: impl FnMut(&Kill),
+) -> Vec<Kill> {
+    let stored = || maildir_files(to).values().map(|v| v.len()).sum::<usize>();
+    let in_tmp = || std::fs::read_dir(to.join("tmp")).map_or(0, |d| d.count());
+    let mut kills = Vec::new();
+    let mut delay_ms = 3;
+    for _ in 1..=300 {
+        let (stored_before, tmp_before) = (stored(), in_tmp());
+        let mut child = env
+            .cmd(password)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut done = false;
+        while !done
+            && in_tmp() == tmp_before
+            && stored() == stored_before
+            && started.elapsed() < std::time::Duration::from_secs(30)
+        {
+            done = child.try_wait().unwrap().is_some();
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let done = done || child.try_wait().unwrap().is_some();
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let kill = Kill {
+            stored: stored(),
+            while_writing: !done,
+        };
+        after(&kill);
+        kills.push(kill);
+        if done {
+            break;
+        }
+        delay_ms += if stored() > stored_before { 1 } else { 3 };
+    }
+    kills
+}
+
+/// The kills meant something: at least `min` hit a run that was writing,
+/// and one left part of the `total` messages stored.
+pub fn assert_landed_mid_copy(kills: &[Kill], total: usize, min: usize) {
+    let progress: Vec<usize> = kills.iter().map(|k| k.stored).collect();
+    eprintln!("stored after each kill: {progress:?}");
+    assert!(
+        kills.iter().filter(|k| k.while_writing).count() >= min,
+        "too few kills landed mid-copy: {progress:?}"
+    );
+    assert!(
+        progress.iter().any(|&n| n > 0 && n < total),
+        "no kill left a partly stored copy: {progress:?}"
+    );
+}
+
 /// Every message file below a Maildir root, by folder directory name.
 pub fn maildir_files(root: &Path) -> HashMap<String, Vec<PathBuf>> {
     let mut out: HashMap<String, Vec<PathBuf>> = HashMap::new();
@@ -514,29 +593,8 @@ fn killed_at_any_point_then_rerun_gives_the_exact_message_set() {
         "--ca-file",
         &ca,
     ];
-    let mut cut_short = 0;
-    for delay_ms in [5u64, 30, 60, 90, 120, 160, 200, 250, 320, 400, 500, 650] {
-        let mut child = env
-            .cmd(dv.password())
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        let completed = child.try_wait().unwrap().is_some();
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
-        // Once one run got through, the rest would be no-op reruns.
-        if completed {
-            break;
-        }
-        cut_short += 1;
-    }
-    // Several runs must have died mid-way for this test to mean anything.
-    assert!(cut_short >= 3, "only {cut_short} runs were cut short");
-    let partial = maildir_files(&to).values().map(|v| v.len()).sum::<usize>();
-    eprintln!("after the kills: {partial} of 400 stored, {cut_short} runs cut short");
+    let kills = kill_while_writing(&env, dv.password(), &args, &to, |_| {});
+    assert_landed_mid_copy(&kills, 400, 3);
     let r = env.run(dv.password(), &[&args[..], &["--json"]].concat());
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_exact_copy(&dv, &to, &spread);

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::cli::{Env, Run};
 use crate::common::{self, CorpusOpts, Dovecot, Message};
-use crate::fetch_imap::{maildir_files, wire};
+use crate::fetch_imap::{assert_landed_mid_copy, kill_while_writing, maildir_files, wire};
 
 /// What RETR serves for a delivered message: CRLF, plus the CRLF Dovecot
 /// adds when the message lacks a final line end.
@@ -293,64 +293,6 @@ fn delete_after_days_counts_from_when_it_was_stored() {
     assert_exact(&to, &msgs);
 }
 
-/// What one killed (or finished) run of [`kill_while_writing`] left.
-struct Kill {
-    /// Message files in the Maildir afterwards.
-    stored: usize,
-    /// Messages still on the server afterwards.
-    left: u32,
-    /// It was killed after it had started writing, not finished.
-    while_writing: bool,
-}
-
-/// Runs `args` again and again, each run killed (SIGKILL) a little later
-/// after it started writing than the one before, until one finishes: the
-/// kills land at many points of the copy whatever the speed of the machine
-/// (a fixed schedule from the start of the process missed the copy once
-/// the copy became short). Each run resumes from what the last one stored;
-/// once kills start landing after a commit, the delay grows more slowly,
-/// so that several land between commits.
-fn kill_while_writing(env: &Env, dv: &Dovecot, args: &[&str], to: &Path) -> Vec<Kill> {
-    let stored = || maildir_files(to).values().map(|v| v.len()).sum::<usize>();
-    let in_tmp = || std::fs::read_dir(to.join("tmp")).map_or(0, |d| d.count());
-    let mut kills = Vec::new();
-    let mut delay_ms = 3;
-    for _ in 1..=300 {
-        let (stored_before, tmp_before) = (stored(), in_tmp());
-        let mut child = env
-            .cmd(dv.password())
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = std::time::Instant::now();
-        let mut done = false;
-        while !done
-            && in_tmp() == tmp_before
-            && stored() == stored_before
-            && started.elapsed() < std::time::Duration::from_secs(30)
-        {
-            done = child.try_wait().unwrap().is_some();
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        let done = done || child.try_wait().unwrap().is_some();
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
-        kills.push(Kill {
-            stored: stored(),
-            left: inbox_count(dv),
-            while_writing: !done,
-        });
-        if done {
-            break;
-        }
-        delay_ms += if stored() > stored_before { 1 } else { 3 };
-    }
-    kills
-}
-
 #[test]
 fn killed_at_any_point_then_rerun_gives_the_exact_message_set() {
     let dv = Dovecot::start();
@@ -361,17 +303,8 @@ fn killed_at_any_point_then_rerun_gives_the_exact_message_set() {
     let ca = dv.ca_file().display().to_string();
     let url = dv.url("pop3s");
     let args = fetch_args(&url, &to, &ca, &[]);
-    let kills = kill_while_writing(&env, &dv, &args, &to);
-    let progress: Vec<usize> = kills.iter().map(|k| k.stored).collect();
-    eprintln!("stored after each kill: {progress:?}");
-    assert!(
-        kills.iter().filter(|k| k.while_writing).count() >= 2,
-        "too few kills landed mid-copy: {progress:?}"
-    );
-    assert!(
-        progress.iter().any(|&n| n > 0 && n < N),
-        "no kill left a partly stored mailbox: {progress:?}"
-    );
+    let kills = kill_while_writing(&env, dv.password(), &args, &to, |_| {});
+    assert_landed_mid_copy(&kills, N, 2);
     let r = env.run(dv.password(), &args);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_exact(&to, &msgs);
@@ -390,10 +323,10 @@ fn killed_with_delete_after_fetch_then_rerun_is_exact_and_empties_the_server() {
     let ca = dv.ca_file().display().to_string();
     let url = dv.url("pop3s");
     let args = fetch_args(&url, &to, &ca, &["--delete-after-fetch"]);
-    let progress: Vec<(usize, u32)> = kill_while_writing(&env, &dv, &args, &to)
-        .iter()
-        .map(|k| (k.stored, k.left))
-        .collect();
+    let mut progress: Vec<(usize, u32)> = Vec::new();
+    kill_while_writing(&env, dv.password(), &args, &to, |k| {
+        progress.push((k.stored, inbox_count(&dv)));
+    });
     // (stored locally, left on the server) after each kill
     eprintln!("after each kill: {progress:?}");
     assert!(
