@@ -90,6 +90,15 @@ pub async fn tcp_connect(host: &str, port: u16, limit: Duration) -> Result<TcpSt
             .await
             .map_err(|e| Error::connect(&server, format!("cannot connect: {e}")))?;
         let _ = s.set_nodelay(true);
+        // Closed with a reset, not a FIN: the kernel drops whatever is
+        // still queued instead of delivering it after the process is gone.
+        // Without this a killed push's last APPEND batch, queued in the
+        // send buffer (megabytes on a slow uplink), still reached the
+        // server seconds after the kill, was committed there, and a rerun
+        // that had already looked at the folder appended it again. Every
+        // normal close waits for the server's answer to LOGOUT or QUIT
+        // first, so nothing the server should see is lost.
+        let _ = s.set_zero_linger();
         Ok(s)
     })
     .await
@@ -511,6 +520,62 @@ impl AsyncWrite for MailStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a killed run leaves queued never reaches the server: a closed
+    /// connection is reset (see [`tcp_connect`]), not drained.
+    #[tokio::test]
+    async fn a_closed_connection_delivers_nothing_it_still_had_queued() {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        // A small receive buffer on the server side, so that most of what
+        // the client writes stays queued on the client's side, as behind
+        // a slow uplink.
+        let small: libc::c_int = 4096;
+        // SAFETY: a valid socket and a pointer to a c_int of the given size.
+        let rc = unsafe {
+            libc::setsockopt(
+                l.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&small as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+        let port = l.local_addr().unwrap().port();
+        let c = tcp_connect("127.0.0.1", port, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        let chunk = vec![b'x'; 64 * 1024];
+        // Queue until the buffers stay full for a while.
+        let (mut queued, mut stalls) = (0, 0);
+        while stalls < 3 {
+            match c.try_write(&chunk) {
+                Ok(n) => (queued, stalls) = (queued + n, 0),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    stalls += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+        drop(c);
+        let (mut got, mut buf) = (0, vec![0u8; 64 * 1024]);
+        let end = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break None,
+                Ok(n) => got += n,
+                Err(e) => break Some(e.kind()),
+            }
+        };
+        assert_eq!(end, Some(std::io::ErrorKind::ConnectionReset));
+        assert!(
+            got < queued / 2,
+            "the server still received {got} of the {queued} bytes queued at close"
+        );
+    }
 
     #[test]
     fn pem_blocks_compare_certificates_whatever_the_line_ends() {

@@ -175,7 +175,10 @@ pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Res
         // target's buffers, and the server still carries it out once the
         // client is gone (Dovecot: tens of milliseconds, more when busy).
         // Looked at before that, the folder would not show those copies,
-        // and they would be appended again.
+        // and they would be appended again. What the killed run had not
+        // yet sent never arrives: its connections close with a reset
+        // (`net::tcp_connect`), so the wait covers only the server's own
+        // processing, not a slow uplink draining.
         if ctx.settings.verbose > 0 && !ctx.reporter.json() {
             ctx.reporter.line(&format!(
                 "the previous run did not finish: waiting {} s for the target to complete what it had sent",
