@@ -355,8 +355,7 @@ async fn remote_job(
         }
         Protocol::Pop3 => {
             let (mut c, _) = crate::pop3::connect(&cfg).await?;
-            let sizes = c.list_all().await?;
-            let uidls = c.uidl_all().await?;
+            let (sizes, uidls) = c.list_and_uidl().await?;
             // Read-only: a failed QUIT loses nothing already counted.
             let _ = c.quit().await;
             pop3_inbox(src, st, sizes, uidls)

@@ -33,8 +33,9 @@ pub async fn run(job: &PruneJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
         .map(|a| Store::open(a, ctx.settings.timeouts))
         .transpose()?;
     let (mut c, _) = pop3::connect(&cfg).await?;
-    let sizes: HashMap<u32, u64> = c.list_all().await?.into_iter().collect();
-    let ids = match c.uidl_all().await? {
+    let (sizes, ids) = c.list_and_uidl().await?;
+    let sizes: HashMap<u32, u64> = sizes.into_iter().collect();
+    let ids = match ids {
         Some(ids) => ids,
         None => crate::exec::pop3_fetch::header_ids(&mut c, &sizes).await?,
     };
