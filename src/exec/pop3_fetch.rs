@@ -288,7 +288,7 @@ pub(super) async fn list(c: &mut Pop3Client, rep: &crate::report::Reporter) -> R
                 Some("INBOX"),
                 "the server does not support UIDL: messages are identified by a digest of their headers (TOP n 0) and size instead",
             );
-            header_ids(c, &sizes).await?
+            header_ids(c, &sizes, |_, _| {}).await?
         }
     };
     let mut seen = HashSet::new();
@@ -308,17 +308,21 @@ pub(super) async fn list(c: &mut Pop3Client, rep: &crate::report::Reporter) -> R
 
 /// Identities for a server without UIDL: `mf-hdr-<sha256(TOP n 0 ‖ size)>`,
 /// with `-2`, `-3`, … for further messages with identical headers and size
-/// (indistinguishable copies are counted, not merged).
+/// (indistinguishable copies are counted, not merged). The TOPs are
+/// pipelined where the server allows; `on_head` sees each header, so a
+/// caller that needs them too (prune's dates) does not ask again.
 pub(super) async fn header_ids(
     c: &mut Pop3Client,
     sizes: &HashMap<u32, u64>,
+    mut on_head: impl FnMut(u32, &[u8]),
 ) -> Result<Vec<(u32, Uidl)>> {
     let mut msgnos: Vec<u32> = sizes.keys().copied().collect();
     msgnos.sort_unstable();
     let mut count: HashMap<String, u32> = HashMap::new();
     let mut out = Vec::with_capacity(msgnos.len());
-    for n in msgnos {
-        let mut head = c.top(n, 0).await?;
+    // A message without its identity cannot be planned: its error stops it.
+    c.top_each(&msgnos, 0, |n, mut head| {
+        on_head(n, &head);
         head.extend_from_slice(&sizes[&n].to_be_bytes());
         let d = crate::net::sha256(&head);
         let mut id = String::from("mf-hdr-");
@@ -331,7 +335,9 @@ pub(super) async fn header_ids(
             let _ = write!(id, "-{k}");
         }
         out.push((n, Uidl(id)));
-    }
+        true
+    })
+    .await?;
     Ok(out)
 }
 

@@ -333,29 +333,20 @@ impl Source {
                     }
                 }
                 let mut out = Vec::with_capacity(msgnos.len());
-                let mut refused = None;
-                p.c.top_each(&msgnos, 0, |n, r| match r {
-                    Ok(head) => {
-                        let (key, size) = want[&n].clone();
-                        out.push(Head {
-                            key,
-                            message_id: MessageHeaders::parse(&head).message_id,
-                            size,
-                        });
-                        true
-                    }
-                    // Without its header a message cannot be matched: stop
-                    // rather than risk appending a copy the target has.
-                    Err(e) => {
-                        refused = Some(e);
-                        false
-                    }
+                // A message without its header cannot be matched: the
+                // error stops the run rather than risk appending a copy
+                // the target has.
+                p.c.top_each(&msgnos, 0, |n, head| {
+                    let (key, size) = want[&n].clone();
+                    out.push(Head {
+                        key,
+                        message_id: MessageHeaders::parse(&head).message_id,
+                        size,
+                    });
+                    true
                 })
                 .await?;
-                match refused {
-                    Some(e) => Err(e),
-                    None => Ok(out),
-                }
+                Ok(out)
             }
         }
     }

@@ -718,18 +718,31 @@ impl Pop3Client {
     }
 
     /// `TOP n lines` for each of `msgnos`, pipelined like
-    /// [`retr_many`](Self::retr_many); `each` gets every response in order
-    /// (a per-message `-ERR` as its `Err`) and returns false to stop.
-    /// Headers without UIDL, dates for prune: one round trip per window,
-    /// not per message.
+    /// [`retr_many`](Self::retr_many); `each` gets every header in order
+    /// and returns false to stop. A per-message `-ERR` stops it too and is
+    /// the `Err`: every caller (identities without UIDL, prune's dates,
+    /// push's matching) needs each header it asked for. One round trip
+    /// per window, not per message.
     pub async fn top_each(
         &mut self,
         msgnos: &[u32],
         lines: u32,
-        mut each: impl FnMut(u32, Result<Vec<u8>>) -> bool,
+        mut each: impl FnMut(u32, Vec<u8>) -> bool,
     ) -> Result<()> {
-        self.pipelined(msgnos, |n| Command::Top(n, lines), async |n, r| each(n, r))
-            .await
+        let mut refused = None;
+        self.pipelined(
+            msgnos,
+            |n| Command::Top(n, lines),
+            async |n, r| match r {
+                Ok(head) => each(n, head),
+                Err(e) => {
+                    refused = Some(e);
+                    false
+                }
+            },
+        )
+        .await?;
+        refused.map_or(Ok(()), Err)
     }
 
     /// Sends `command(n)` for each of `msgnos` through the write-ahead

@@ -32,12 +32,32 @@ pub async fn run(job: &PruneJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
         .as_ref()
         .map(|a| Store::open(a, ctx.settings.timeouts))
         .transpose()?;
+    let rules = job.rules_for(&inbox);
+    if rules.only_unread {
+        // The planner reads "no flags" as unread, so on POP3 (no flags at
+        // all) the rule would select every message: refuse it instead.
+        return Err(Error::Usage(
+            "--only-unread: POP3 has no read/unread state; use it on an IMAP account".into(),
+        ));
+    }
+    // Dates: from the Date: header, so every message's header is read
+    // when a rule needs dates; a message without one counts as new.
+    let need_dates =
+        rules.older_than_days.is_some() || rules.keep_last.is_some() || rules.max_total.is_some();
+    let mut heads: HashMap<u32, super::Facts> = HashMap::new();
+
     let (mut c, _) = pop3::connect(&cfg).await?;
     let (sizes, ids) = c.list_and_uidl().await?;
     let sizes: HashMap<u32, u64> = sizes.into_iter().collect();
     let ids = match ids {
         Some(ids) => ids,
-        None => crate::exec::pop3_fetch::header_ids(&mut c, &sizes).await?,
+        // The identities come from the headers: keep what they say too.
+        None => {
+            crate::exec::pop3_fetch::header_ids(&mut c, &sizes, |n, head| {
+                heads.insert(n, super::header_facts(head));
+            })
+            .await?
+        }
     };
     let mut msgno_of: HashMap<Uidl, u32> = HashMap::new();
     for (n, u) in ids {
@@ -62,27 +82,11 @@ pub async fn run(job: &PruneJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
         }
     }
 
-    // Dates: from the Date: header, so every message's header is read
-    // when a rule needs dates; a message without one counts as new.
-    let rules = job.rules_for(&inbox);
-    if rules.only_unread {
-        // The planner reads "no flags" as unread, so on POP3 (no flags at
-        // all) the rule would select every message: refuse it instead.
-        return Err(Error::Usage(
-            "--only-unread: POP3 has no read/unread state; use it on an IMAP account".into(),
-        ));
-    }
-    let need_dates =
-        rules.older_than_days.is_some() || rules.keep_last.is_some() || rules.max_total.is_some();
-    let mut heads: HashMap<u32, super::Facts> = HashMap::new();
     let mut order: Vec<(&Uidl, u32)> = msgno_of.iter().map(|(u, n)| (u, *n)).collect();
     order.sort_by_key(|(_, n)| *n);
     if need_dates {
-        for (_, n) in &order {
-            ctx.interrupt.check()?;
-            let h = c.top(*n, 0).await?;
-            heads.insert(*n, super::header_facts(&h));
-        }
+        let all: Vec<u32> = order.iter().map(|&(_, n)| n).collect();
+        read_heads(&mut c, &all, &mut heads, ctx).await?;
     }
     let cands: Vec<PruneCandidate> = order
         .iter()
@@ -103,13 +107,15 @@ pub async fn run(job: &PruneJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
         MsgKey::Uidl(u) => msgno_of.get(u).copied(),
         MsgKey::Uid(_) => None,
     };
+    // Message-ID and subject of what is chosen, for the log and events.
+    let chosen_nos: Vec<u32> = chosen
+        .iter()
+        .map(|(cand, _)| msgno(&cand.key).expect("chosen from the listing"))
+        .collect();
+    read_heads(&mut c, &chosen_nos, &mut heads, ctx).await?;
     let mut items = Vec::new();
-    for (mut cand, reasons) in chosen {
-        let n = msgno(&cand.key).expect("chosen from the listing");
-        let facts = match heads.get(&n) {
-            Some(f) => f.clone(),
-            None => super::header_facts(&c.top(n, 0).await?),
-        };
+    for ((mut cand, reasons), n) in chosen.into_iter().zip(chosen_nos) {
+        let facts = heads.get(&n).cloned().unwrap_or_default();
         cand.message_id = facts.message_id;
         let subject = facts.subject;
         items.push(Item {
@@ -259,4 +265,26 @@ pub async fn run(job: &PruneJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
     progress.finish();
     ctx.reporter.folder_done(name, &sum);
     Ok(())
+}
+
+/// The header facts of `msgnos` not yet in `heads`, with `TOP n 0`
+/// pipelined: one round trip per window, not per message.
+async fn read_heads(
+    c: &mut pop3::Pop3Client,
+    msgnos: &[u32],
+    heads: &mut HashMap<u32, super::Facts>,
+    ctx: &Ctx<'_>,
+) -> Result<()> {
+    let missing: Vec<u32> = msgnos
+        .iter()
+        .copied()
+        .filter(|n| !heads.contains_key(n))
+        .collect();
+    // A message without its header cannot be judged: its error stops it.
+    c.top_each(&missing, 0, |n, head| {
+        heads.insert(n, super::header_facts(&head));
+        !ctx.interrupt.is_set()
+    })
+    .await?;
+    ctx.interrupt.check()
 }
