@@ -617,6 +617,58 @@ fn a_server_without_uidl_falls_back_to_a_header_digest() {
     assert_eq!(maildir_files(&to)["INBOX"].len(), 13);
 }
 
+/// `prune` over a server without UIDL: the identities and the dates come
+/// from the same `TOP n 0` pass, and only what is old goes.
+#[test]
+fn prune_on_a_server_without_uidl_deletes_by_the_date_header() {
+    let mail = |i: usize, date: &str| -> Vec<u8> {
+        format!(
+            "Date: {date}\r\nMessage-ID: <m{i}@example.org>\r\nSubject: m{i}\r\n\r\nbody {i}\r\n"
+        )
+        .into_bytes()
+    };
+    let old = "Mon, 1 Jan 2018 00:00:00 +0000";
+    let recent = "Sat, 1 Nov 2025 00:00:00 +0000";
+    let msgs: Vec<Vec<u8>> = (0..10)
+        .map(|i| mail(i, if i % 3 == 0 { recent } else { old }))
+        .collect();
+    let (port, mailbox, _) = no_uidl_server(msgs.clone());
+    let env = Env::new();
+    let url = format!("pop3://alice@127.0.0.1:{port}");
+    let r = crate::cli::to_run(
+        env.cmd("pw")
+            .env("MAILFERRY_NOW", "1767225600") // 2026-01-01
+            .args([
+                "prune",
+                "--on",
+                &url,
+                "--older-than",
+                "365",
+                "--yes",
+                "--insecure-plaintext",
+                "--json",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(summary(&r)["deleted"], 6, "{}", r.stdout);
+    let subjects: Vec<String> = r
+        .json()
+        .iter()
+        .filter(|e| e["event"] == "delete")
+        .map(|e| e["subject"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(subjects.len(), 6, "{}", r.stdout);
+    assert!(
+        subjects.iter().all(|s| s != "m0" && s != "m3"),
+        "{subjects:?}"
+    );
+    let left: Vec<Vec<u8>> = mailbox.lock().unwrap().clone();
+    let want: Vec<Vec<u8>> = msgs.into_iter().step_by(3).collect();
+    assert_eq!(left, want);
+}
+
 #[test]
 fn deletions_count_only_once_quit_is_confirmed() {
     let msgs: Vec<Vec<u8>> = common::corpus(43, 8, &CorpusOpts::small())
