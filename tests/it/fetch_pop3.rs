@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::cli::{Env, Run};
@@ -474,19 +474,22 @@ type Mailbox = Arc<Mutex<Vec<Vec<u8>>>>;
 
 /// A plain-text POP3 server without UIDL (and without PIPELINING), serving
 /// `msgs` on every connection; DELE is applied at QUIT as RFC 1939 says.
-/// Returns its port, the mailbox, and a switch: while off, QUIT drops the
-/// connection without answering or deleting.
-fn no_uidl_server(msgs: Vec<Vec<u8>>) -> (u16, Mailbox, Arc<AtomicBool>) {
+/// Returns its port, the mailbox, a switch (while off, QUIT drops the
+/// connection without answering or deleting) and the number of TOPs served.
+fn no_uidl_server(msgs: Vec<Vec<u8>>) -> (u16, Mailbox, Arc<AtomicBool>, Arc<AtomicUsize>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let mailbox = Arc::new(Mutex::new(msgs));
     let mb = mailbox.clone();
     let quit_ok = Arc::new(AtomicBool::new(true));
     let q = quit_ok.clone();
+    let tops = Arc::new(AtomicUsize::new(0));
+    let t = tops.clone();
     std::thread::spawn(move || {
         for sock in l.incoming().flatten() {
             let mb = mb.clone();
             let q = q.clone();
+            let t = t.clone();
             std::thread::spawn(move || {
                 let mut w = sock.try_clone().unwrap();
                 let mut r = BufReader::new(sock);
@@ -519,6 +522,7 @@ fn no_uidl_server(msgs: Vec<Vec<u8>>) -> (u16, Mailbox, Arc<AtomicBool>) {
                         ("TOP", Some(i)) | ("RETR", Some(i)) if body(i).is_some() => {
                             let m = body(i).unwrap();
                             let part: &[u8] = if cmd == "TOP" {
+                                t.fetch_add(1, Ordering::SeqCst);
                                 let end = m
                                     .windows(4)
                                     .position(|w| w == b"\r\n\r\n")
@@ -562,7 +566,7 @@ fn no_uidl_server(msgs: Vec<Vec<u8>>) -> (u16, Mailbox, Arc<AtomicBool>) {
             });
         }
     });
-    (port, mailbox, quit_ok)
+    (port, mailbox, quit_ok, tops)
 }
 
 #[test]
@@ -574,7 +578,7 @@ fn a_server_without_uidl_falls_back_to_a_header_digest() {
     // two identical copies: both are stored, once each
     let mut all = msgs.clone();
     all.push(msgs[0].clone());
-    let (port, mailbox, _) = no_uidl_server(all.clone());
+    let (port, mailbox, _, _) = no_uidl_server(all.clone());
     let env = Env::new();
     let to = env.path("mail");
     let url = format!("pop3://alice@127.0.0.1:{port}");
@@ -632,7 +636,7 @@ fn prune_on_a_server_without_uidl_deletes_by_the_date_header() {
     let msgs: Vec<Vec<u8>> = (0..10)
         .map(|i| mail(i, if i % 3 == 0 { recent } else { old }))
         .collect();
-    let (port, mailbox, _) = no_uidl_server(msgs.clone());
+    let (port, mailbox, _, tops) = no_uidl_server(msgs.clone());
     let env = Env::new();
     let url = format!("pop3://alice@127.0.0.1:{port}");
     let r = crate::cli::to_run(
@@ -667,6 +671,9 @@ fn prune_on_a_server_without_uidl_deletes_by_the_date_header() {
     let left: Vec<Vec<u8>> = mailbox.lock().unwrap().clone();
     let want: Vec<Vec<u8>> = msgs.into_iter().step_by(3).collect();
     assert_eq!(left, want);
+    // One header read per message: the identities' pass gave the dates
+    // and the chosen messages' subjects too.
+    assert_eq!(tops.load(Ordering::SeqCst), 10);
 }
 
 #[test]
@@ -675,7 +682,7 @@ fn deletions_count_only_once_quit_is_confirmed() {
         .iter()
         .map(served)
         .collect();
-    let (port, mailbox, quit_ok) = no_uidl_server(msgs.clone());
+    let (port, mailbox, quit_ok, _) = no_uidl_server(msgs.clone());
     quit_ok.store(false, Ordering::SeqCst);
     let env = Env::new();
     let to = env.path("mail");

@@ -115,7 +115,7 @@ pub async fn run(job: &PruneJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
     read_heads(&mut c, &chosen_nos, &mut heads, ctx).await?;
     let mut items = Vec::new();
     for ((mut cand, reasons), n) in chosen.into_iter().zip(chosen_nos) {
-        let facts = heads.get(&n).cloned().unwrap_or_default();
+        let facts = heads.remove(&n).unwrap_or_default();
         cand.message_id = facts.message_id;
         let subject = facts.subject;
         items.push(Item {
