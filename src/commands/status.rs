@@ -372,9 +372,10 @@ async fn imap_folders(
     src: &Source<'_>,
     st: Option<&State>,
 ) -> Result<Vec<RemoteFolder>> {
-    let folders: Vec<ListedFolder> = s
-        .list_folders()
-        .await?
+    let listed = s.list_folders().await?;
+    let ns = s.namespace().await?;
+    // Named below the namespace, as fetch keys them in the state.
+    let folders: Vec<ListedFolder> = crate::exec::below_namespace(listed, &ns)
         .into_iter()
         .filter(|f| {
             f.selectable

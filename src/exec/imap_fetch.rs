@@ -57,6 +57,8 @@ pub async fn run(job: &FetchJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
     let account = url.account_key();
     let (mut ctl, _info) = imap::connect(&cfg).await?;
     let listed = ctl.list_folders().await?;
+    let ns = ctl.namespace().await?;
+    let listed = below_namespace(listed, &ns);
     let wanted = |n: &FolderName| job.filter.wants_folder(n) && url_allows(url.folder.as_ref(), n);
     let folders: Vec<ListedFolder> = listed
         .into_iter()
@@ -720,6 +722,23 @@ async fn recover_uidvalidity(
         st.set_folder_sync(folder_id, Some(new), None, None, sh.ctx.now)?;
     }
     Ok(known)
+}
+
+/// The folders named below the personal namespace (SPEC §2: a Maildir
+/// folder is `.Archive`, not `.INBOX.Archive`, whatever the server's
+/// prefix); the wire name is kept for SELECT.
+pub(crate) fn below_namespace(
+    listed: Vec<ListedFolder>,
+    ns: &imap::Namespace,
+) -> Vec<ListedFolder> {
+    let prefix = imap::decode_folder(&ns.prefix, ns.delimiter).0.to_string();
+    listed
+        .into_iter()
+        .map(|mut f| {
+            f.name = plan::strip_namespace(&f.name, &prefix);
+            f
+        })
+        .collect()
 }
 
 /// `imaps://host/Archive` fetches Archive and the folders below it.

@@ -22,7 +22,7 @@ use crate::interrupt::Interrupt;
 use crate::report::Reporter;
 use crate::state::State;
 
-pub(crate) use imap_fetch::url_allows;
+pub(crate) use imap_fetch::{below_namespace, url_allows};
 pub use message::{MessageHeaders, normalize_message_id, wire_bytes};
 
 /// What every job run needs besides its own arguments.

@@ -69,9 +69,14 @@ pub async fn run(job: &VerifyJob, ctx: &Ctx<'_>) -> Result<()> {
             if !p.join("cur").is_dir() {
                 return Err(Error::Usage(format!("no Maildir at {}", p.display())));
             }
-            let listed = s.list_folders(ctx.reporter).await?.0;
+            // Named as fetch names the Maildir folders: below the namespace.
+            let (listed, prefix) = s.list_folders(ctx.reporter).await?;
             let folders: Vec<ListedFolder> = listed
                 .into_iter()
+                .map(|mut f| {
+                    f.name = crate::plan::strip_namespace(&f.name, &prefix);
+                    f
+                })
                 .filter(|f| {
                     f.selectable
                         && job.filter.wants_folder(&f.name)

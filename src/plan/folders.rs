@@ -188,6 +188,21 @@ fn mapped_by_use(u: SpecialUse) -> bool {
     )
 }
 
+/// A folder's name below the personal namespace (`INBOX/Archive` with
+/// prefix `INBOX/` is `Archive`), as fetch names the Maildir folder and as
+/// `--folder` sees it: a backup of a Cyrus or Courier account must look
+/// like one of a Dovecot account, and restore to either. A name that
+/// would become INBOX (`INBOX.INBOX`) keeps its prefix, so it cannot
+/// collide with the real INBOX.
+pub fn strip_namespace(name: &FolderName, prefix: &str) -> FolderName {
+    let rest = strip_prefix(name.as_str(), prefix);
+    let n = FolderName::new(rest);
+    if n.is_inbox() && !name.is_inbox() {
+        return name.clone();
+    }
+    n
+}
+
 fn strip_prefix<'a>(name: &'a str, prefix: &str) -> &'a str {
     if prefix.is_empty() || name == "INBOX" {
         return name;
@@ -302,6 +317,19 @@ mod tests {
         assert!(!m[1].exists);
         assert_eq!(m[2].target.as_str(), "日本語/子");
         assert!(m.iter().all(|x| x.reason == MapReason::Name));
+    }
+
+    #[test]
+    fn strip_namespace_keeps_inbox_and_names_outside_the_prefix() {
+        let s = |n: &str| strip_namespace(&FolderName::new(n), "INBOX/").to_string();
+        assert_eq!(s("INBOX/Archive/2024"), "Archive/2024");
+        assert_eq!(s("INBOX"), "INBOX");
+        assert_eq!(s("INBOX/INBOX"), "INBOX/INBOX");
+        assert_eq!(s("Shared/x"), "Shared/x");
+        assert_eq!(
+            strip_namespace(&FolderName::new("Sent"), "").to_string(),
+            "Sent"
+        );
     }
 
     #[test]

@@ -15,7 +15,9 @@ mod rekey;
 mod retention;
 
 pub use copy::{FolderPlan, LocalFile, plan_copy};
-pub use folders::{FolderInfo, FolderMap, MapReason, MapRule, map_folders, special_use_by_name};
+pub use folders::{
+    FolderInfo, FolderMap, MapReason, MapRule, map_folders, special_use_by_name, strip_namespace,
+};
 pub use prune::{PruneCandidate, PruneDecision, plan_prune};
 pub use rekey::{RekeyOutcome, RekeyRecord, RekeySource, rekey};
 pub use retention::{Deletion, deletion_cutoff, source_deletions};

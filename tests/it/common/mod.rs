@@ -7,8 +7,10 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod corpus;
+pub mod cyrus;
 pub mod dovecot;
 pub mod mutf7;
 
 pub use corpus::{CorpusOpts, Message, corpus, folder_set, spread};
+pub use cyrus::Cyrus;
 pub use dovecot::{Dovecot, DovecotOpts, MailboxStatus};
