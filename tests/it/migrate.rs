@@ -380,3 +380,47 @@ fn a_manifest_with_an_inline_password_is_refused_before_anything_runs() {
     assert!(!r.stderr.contains("hunter2"));
     assert!(!env.path("state/migrate").exists());
 }
+
+#[test]
+fn without_a_manifest_the_config_push_jobs_are_the_rows() {
+    let (a, b) = servers(2);
+    load(&a, &b, 2, 6);
+    let env = Env::new();
+    let ca = ca(&env, &a, &b);
+    let mut toml = String::new();
+    for i in 0..2 {
+        let (src, dst) = sides(i, &a, &b);
+        let pw = |d: &Dovecot| if std::ptr::eq(d, &a) { "PW_A" } else { "PW_B" };
+        toml.push_str(&format!(
+            "[account.src{i}]\nurl = \"{}\"\npassword_env = \"{}\"\n\
+             [account.dst{i}]\nurl = \"{}\"\npassword_env = \"{}\"\n",
+            src.url_for("imaps", &user(i)),
+            pw(src),
+            dst.url_for("imaps", &user(i)),
+            pw(dst)
+        ));
+    }
+    toml.push_str(
+        "[[job]]\nname = \"move-u00\"\ncommand = \"push\"\nfrom = \"src0\"\nto = \"dst0\"\n\
+         [[job]]\nname = \"backup\"\ncommand = \"fetch\"\nfrom = \"src0\"\nto = \"~/Mail/x\"\n\
+         [[job]]\nname = \"move-u01\"\ncommand = \"push\"\nfrom = \"src1\"\nto = \"dst1\"\n",
+    );
+    let cfg = env.path("config/mailferry/config.toml");
+    std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+    std::fs::write(&cfg, toml).unwrap();
+    let r = migrate(&env, &["--ca-file", &ca]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    // The table: a header, one line per push job (not the fetch job), a total.
+    assert!(r.stdout.starts_with("id "), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("move-u00") && r.stdout.contains("move-u01"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("backup"), "{}", r.stdout);
+    assert!(r.stdout.contains("2 accounts: 2 ok"), "{}", r.stdout);
+    assert_exact(&a, &b, 0..2);
+    // Filters belong to the jobs, not the command line, here.
+    let r = migrate(&env, &["--ca-file", &ca, "--folder", "INBOX"]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+}
