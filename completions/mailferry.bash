@@ -28,6 +28,9 @@ _mailferry() {
             mailferry,help)
                 cmd="mailferry__subcmd__help"
                 ;;
+            mailferry,migrate)
+                cmd="mailferry__subcmd__migrate"
+                ;;
             mailferry,plan)
                 cmd="mailferry__subcmd__plan"
                 ;;
@@ -57,6 +60,9 @@ _mailferry() {
                 ;;
             mailferry__subcmd__help,help)
                 cmd="mailferry__subcmd__help__subcmd__help"
+                ;;
+            mailferry__subcmd__help,migrate)
+                cmd="mailferry__subcmd__help__subcmd__migrate"
                 ;;
             mailferry__subcmd__help,plan)
                 cmd="mailferry__subcmd__help__subcmd__plan"
@@ -116,7 +122,7 @@ _mailferry() {
 
     case "${cmd}" in
         mailferry)
-            opts="-c -n -q -v -h -V --config --state --dry-run --json --quiet --verbose --connections --insecure-plaintext --ca-file --tls-fingerprint --timeout --help --version fetch push prune verify plan status check run generate help"
+            opts="-c -n -q -v -h -V --config --state --dry-run --json --quiet --verbose --connections --insecure-plaintext --ca-file --tls-fingerprint --timeout --help --version fetch push prune verify plan status check run migrate generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -344,7 +350,7 @@ _mailferry() {
             return 0
             ;;
         mailferry__subcmd__help)
-            opts="fetch push prune verify plan status check run generate help"
+            opts="fetch push prune verify plan status check run migrate generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -400,6 +406,20 @@ _mailferry() {
             return 0
             ;;
         mailferry__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailferry__subcmd__help__subcmd__migrate)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -532,6 +552,100 @@ _mailferry() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailferry__subcmd__migrate)
+            opts="-c -n -q -v -h -V --manifest --state-dir --jobs --per-host-connections --shard --shards --report --skip-done --folder --exclude --max-size --since --map --max-rate --config --state --dry-run --json --quiet --verbose --connections --insecure-plaintext --ca-file --tls-fingerprint --timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --manifest)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --per-host-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --shard)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --shards)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --report)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --folder)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exclude)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --map)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-fingerprint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -9,7 +9,13 @@
 //! cargo run --release --example sandbox -- --messages 10000
 //! cargo run --release --example sandbox -- --messages 10000 --inbox-only
 //! cargo run --release --example sandbox -- --messages 100000 --max-size 4096
+//! cargo run --release --example sandbox -- --users 20 --messages 200   # 20 accounts (migrate)
 //! ```
+//!
+//! With `--users N`, the users are `u000`…, all with alice's password,
+//! each with `--messages` of its own (seed + index), and the JSON line
+//! has `"users":[…]` and `"imaps_template":"imaps://{user}@localhost:P"`;
+//! alice's mailbox stays empty.
 //!
 //! The JSON line (stdout):
 //! `{"imaps":"imaps://alice@localhost:P", "imap":…, "pop3s":…, "pop3":…,
@@ -61,6 +67,9 @@ struct Args {
     /// other one shows the folder mapping at work)
     #[arg(long, default_value_t = '.')]
     separator: char,
+    /// N accounts u000… (alice's password), each with --messages messages
+    #[arg(long, value_name = "N")]
+    users: Option<usize>,
 }
 
 fn folders(args: &Args) -> Vec<String> {
@@ -83,7 +92,13 @@ fn main() -> ExitCode {
     let t0 = Instant::now();
     let folder_names = folders(&args);
 
-    let dc = Dovecot::start_with(common::DovecotOpts::default().separator(args.separator));
+    let extra: Vec<String> = (0..args.users.unwrap_or(0))
+        .map(|i| format!("u{i:03}"))
+        .collect();
+    let dc = Dovecot::start_with(extra.iter().fold(
+        common::DovecotOpts::default().separator(args.separator),
+        |o, u| o.user(u, common::dovecot::PASSWORD),
+    ));
     eprintln!(
         "sandbox: Dovecot up in {} ({:.2} s)",
         dc.dir().display(),
@@ -97,28 +112,37 @@ fn main() -> ExitCode {
     if let Some(f) = args.big_fraction {
         opts.big_fraction = f;
     }
-    let t = Instant::now();
-    let msgs = corpus(args.seed, args.messages, &opts);
-    let bytes: u64 = msgs.iter().map(|m| m.raw.len() as u64).sum();
-    let wire_bytes: u64 = msgs.iter().map(|m| m.rfc822_size() as u64).sum();
-    eprintln!(
-        "sandbox: generated {} messages, {:.1} MB in {:.2} s",
-        msgs.len(),
-        bytes as f64 / 1e6,
-        t.elapsed().as_secs_f64()
-    );
-
-    let t = Instant::now();
+    let users: Vec<String> = if args.users.is_some() {
+        extra
+    } else {
+        vec![dc.user().to_string()]
+    };
     let mut counts = BTreeMap::new();
-    for (folder, msgs) in spread(msgs, &folder_names) {
-        // Creates the Maildir++ folder even when it gets no message.
-        dc.deliver(dc.user(), &folder, &msgs);
-        counts.insert(folder, msgs.len());
+    let (mut bytes, mut wire_bytes) = (0u64, 0u64);
+    for (i, user) in users.iter().enumerate() {
+        let t = Instant::now();
+        let msgs = corpus(args.seed + i as u64, args.messages, &opts);
+        bytes += msgs.iter().map(|m| m.raw.len() as u64).sum::<u64>();
+        wire_bytes += msgs.iter().map(|m| m.rfc822_size() as u64).sum::<u64>();
+        if i == 0 {
+            eprintln!(
+                "sandbox: generated {} messages for {user} in {:.2} s",
+                msgs.len(),
+                t.elapsed().as_secs_f64()
+            );
+        }
+        for (folder, msgs) in spread(msgs, &folder_names) {
+            // Creates the Maildir++ folder even when it gets no message.
+            dc.deliver(user, &folder, &msgs);
+            *counts.entry(folder).or_insert(0) += msgs.len();
+        }
     }
     eprintln!(
-        "sandbox: delivered into {} folders in {:.2} s",
-        counts.len(),
-        t.elapsed().as_secs_f64()
+        "sandbox: delivered {} messages ({:.1} MB) to {} user(s) in {} folders",
+        args.messages * users.len(),
+        bytes as f64 / 1e6,
+        users.len(),
+        counts.len()
     );
 
     // Let Dovecot index every folder now, and compute every message's
@@ -128,30 +152,34 @@ fn main() -> ExitCode {
     // time for a 10,000-message corpus), and whichever tool went first paid
     // for it. The STATUS answers double as a check.
     let t = Instant::now();
-    let out = dc.doveadm(&[
-        "-f",
-        "tab",
-        "mailbox",
-        "status",
-        "-u",
-        dc.user(),
-        "messages vsize",
-        "*",
-    ]);
-    // Columns: mailbox, messages, vsize.
-    let indexed: u64 = out
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split('\t').nth(1)?.trim().parse::<u64>().ok())
-        .sum();
+    let mut indexed = 0u64;
+    let mut out = String::new();
+    for user in &users {
+        out = dc.doveadm(&[
+            "-f",
+            "tab",
+            "mailbox",
+            "status",
+            "-u",
+            user,
+            "messages vsize",
+            "*",
+        ]);
+        // Columns: mailbox, messages, vsize.
+        indexed += out
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split('\t').nth(1)?.trim().parse::<u64>().ok())
+            .sum::<u64>();
+    }
     eprintln!(
         "sandbox: Dovecot indexed {indexed} messages in {:.2} s",
         t.elapsed().as_secs_f64()
     );
-    if indexed != args.messages as u64 {
+    if indexed != (args.messages * users.len()) as u64 {
         eprintln!(
-            "sandbox: Dovecot sees {indexed} messages, {} were delivered; doveadm said:\n{out}",
-            args.messages
+            "sandbox: Dovecot sees {indexed} messages, {} were delivered; doveadm said (last user):\n{out}",
+            args.messages * users.len()
         );
         return ExitCode::FAILURE;
     }
@@ -171,6 +199,8 @@ fn main() -> ExitCode {
         "maildir": dc.maildir(dc.user()),
         "dovecot_config": dc.config_path(),
         "folders": counts,
+        "users": users,
+        "imaps_template": format!("imaps://{{user}}@localhost:{}", dc.imaps_port()),
         "messages": args.messages,
         "bytes": bytes,
         "wire_bytes": wire_bytes,

@@ -101,6 +101,16 @@ async fn dispatch(
                 None => Ok(()),
             }
         }
+        Command::Migrate(m) => {
+            crate::migrate::run(
+                config,
+                m,
+                settings,
+                reporter,
+                crate::interrupt::Interrupt::install(),
+            )
+            .await
+        }
         Command::Generate(_) => unreachable!("handled before the runtime starts"),
     }
 }

@@ -119,6 +119,9 @@ pub enum Command {
     /// Run the jobs of the config file (the cron entry point)
     #[command(after_help = "Example (crontab):\n  */15 * * * * mailferry run backup-work")]
     Run(RunArgs),
+    /// Push many accounts at once from a CSV manifest (or the config's push jobs)
+    #[command(after_help = MIGRATE_HELP)]
+    Migrate(MigrateArgs),
     /// Write the man pages and shell completions (for packagers)
     #[command(hide = true)]
     Generate(GenerateArgs),
@@ -356,6 +359,63 @@ pub struct RunArgs {
     /// Jobs to run (default: all jobs in the config file, in order)
     #[arg(value_name = "JOB")]
     pub jobs: Vec<String>,
+}
+
+const MIGRATE_HELP: &str = "\
+The manifest is CSV with a header; columns id, source, target (required),
+source_secret, target_secret. A secret is a reference, never a password:
+env:VAR, file:PATH, command:CMD or oauth2-command:CMD; a row holding an
+inline password is refused. Without --manifest the rows are the config
+file's push jobs (id = job name, secrets from their accounts).
+
+Each account runs `push` with its own state file and lock in --state-dir
+(accounts never block each other); a rerun after a kill continues each
+account where it stopped. Shard I/N (0-based) takes the ids with
+fnv1a64(id) % N == I.
+
+Examples:
+  mailferry migrate --manifest accounts.csv --jobs 8 --report report.html
+  mailferry migrate --manifest accounts.csv --shard 2/4 --json
+  parallel mailferry migrate --manifest accounts.csv --shard {}/4 ::: 0 1 2 3
+  mailferry migrate --manifest accounts.csv --shards 4   # index from $JOB_COMPLETION_INDEX
+
+Exit code: the worst account's (interrupted 130, then 2, 3, 4, 75, 1).";
+
+/// `migrate`: many push jobs in one run.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// CSV manifest, one row per account pair (default: the config file's push jobs)
+    #[arg(long, value_name = "CSV")]
+    pub manifest: Option<PathBuf>,
+    /// One state file, lock and event log per account in DIR [default: the --state file's directory/migrate]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Accounts that run at the same time
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub jobs: u16,
+    /// Connections per server host, all accounts together (each account also keeps to --connections per side)
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=100000))]
+    pub per_host_connections: u32,
+    /// Only this runner's part: I/N, 0-based (the ids with fnv1a64(id) % N == I)
+    #[arg(long, value_name = "I/N", conflicts_with = "shards")]
+    pub shard: Option<String>,
+    /// Split into N shards, this runner's index from $JOB_COMPLETION_INDEX (Kubernetes Indexed Job)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub shards: Option<u64>,
+    /// Write a self-contained HTML report to FILE at the end
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Do not contact accounts whose last migrate run finished ok (a resumed mass run; new mail waits for a run without it)
+    #[arg(long)]
+    pub skip_done: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Rename folders in every account: OLD=NEW globs, as for push; repeatable
+    #[arg(long = "map", value_name = "OLD=NEW")]
+    pub maps: Vec<String>,
+    /// Upload at most this many messages per second per account
+    #[arg(long, value_name = "N")]
+    pub max_rate: Option<f64>,
 }
 
 /// `generate`: writes `man/` and `completions/`.

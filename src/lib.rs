@@ -21,6 +21,7 @@ pub mod exec;
 pub mod imap;
 pub mod interrupt;
 pub mod maildir;
+pub mod migrate;
 pub mod mutf7;
 pub mod net;
 pub mod plan;

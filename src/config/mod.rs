@@ -691,7 +691,8 @@ fn retention(delete_after: Option<u32>, after_fetch: bool) -> Retention {
     }
 }
 
-fn filter_of(a: &cli::FilterArgs) -> Result<Filter> {
+/// The command line's filters (push, migrate rows).
+pub fn filter_of(a: &cli::FilterArgs) -> Result<Filter> {
     Ok(Filter {
         folders: a.folders.iter().map(|g| Glob::new(g)).collect(),
         excludes: a.excludes.iter().map(|g| Glob::new(g)).collect(),

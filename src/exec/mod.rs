@@ -176,7 +176,11 @@ impl Drop for OpenState {
 
 fn open_state(path: &Path, dry_run: bool) -> Result<OpenState> {
     if dry_run && !path.exists() {
-        let p = std::env::temp_dir().join(format!("mailferry-plan-{}.db", std::process::id()));
+        // Unique per open: `migrate --dry-run` plans many accounts at once.
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p =
+            std::env::temp_dir().join(format!("mailferry-plan-{}-{seq}.db", std::process::id()));
         let st = State::open(&p)?;
         return Ok(OpenState {
             st: Arc::new(Mutex::new(st)),

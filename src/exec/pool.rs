@@ -58,6 +58,9 @@ pub(super) async fn drain<C, T>(
                 Err(Error::Interrupted) => return Err(Error::Interrupted),
                 Err(e) if retryable(&e) && attempt < RETRIES => {
                     attempt += 1;
+                    // Closed before its replacement opens, so a worker never
+                    // holds two: `migrate`'s per-host cap counts on it.
+                    drop(conn);
                     conn = reconnect(&e, &mut attempt, &folder_of(&item), ctx, &connect).await?;
                 }
                 Err(e) => {
@@ -68,6 +71,7 @@ pub(super) async fn drain<C, T>(
                         ..Default::default()
                     });
                     if retryable(&e) {
+                        drop(conn);
                         conn = connect().await?;
                     }
                     break;

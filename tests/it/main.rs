@@ -12,6 +12,7 @@ mod fetch_pop3;
 mod generated_docs;
 mod harness_smoke;
 mod imap_client;
+mod migrate;
 mod namespace;
 mod pop3_client;
 mod pop3_fake;
