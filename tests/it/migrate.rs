@@ -424,3 +424,61 @@ fn without_a_manifest_the_config_push_jobs_are_the_rows() {
     let r = migrate(&env, &["--ca-file", &ca, "--folder", "INBOX"]);
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
 }
+
+#[test]
+fn the_per_host_cap_bounds_the_connections_of_all_accounts_together() {
+    // Both servers behind counting proxies on one host name (localhost):
+    // every account's 2 + 2 connections count against one cap of 8, so at
+    // most two accounts run at once however many --jobs allow.
+    const N: usize = 10;
+    const CAP: usize = 8;
+    let (a, b) = servers(N);
+    load(&a, &b, N, 12);
+    let gauge = std::sync::Arc::new(crate::proxy::Gauge::default());
+    let pa = crate::proxy::Proxy::counting(a.imaps_port(), gauge.clone());
+    let pb = crate::proxy::Proxy::counting(b.imaps_port(), gauge.clone());
+    let env = Env::new();
+    let mut csv = String::from("id,source,target,source_secret,target_secret\n");
+    for i in 0..N {
+        let (ps, pt, ss, ts) = if i.is_multiple_of(2) {
+            (pa.port, pb.port, "env:PW_A", "env:PW_B")
+        } else {
+            (pb.port, pa.port, "env:PW_B", "env:PW_A")
+        };
+        let u = user(i);
+        csv.push_str(&format!(
+            "acct-{i:02},imaps://{u}@localhost:{ps},imaps://{u}@localhost:{pt},{ss},{ts}\n"
+        ));
+    }
+    let m = env.path("accounts.csv");
+    std::fs::write(&m, csv).unwrap();
+    let (m, ca) = (m.display().to_string(), ca(&env, &a, &b));
+    let dir = env.path("migrate-state").display().to_string();
+    let cap = CAP.to_string();
+    let r = migrate(
+        &env,
+        &[
+            "--manifest",
+            &m,
+            "--ca-file",
+            &ca,
+            "--state-dir",
+            &dir,
+            "--jobs",
+            "8",
+            "--connections",
+            "2",
+            "--per-host-connections",
+            &cap,
+            "--json",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(account_lines(&r).len(), N);
+    assert_exact(&a, &b, 0..N);
+    let peak = gauge.peak();
+    assert!(
+        (2..=CAP).contains(&peak),
+        "{peak} connections open at once through the proxies, cap {CAP}"
+    );
+}
