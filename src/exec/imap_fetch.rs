@@ -19,7 +19,7 @@ use crate::config::{FetchJob, Retention, rfc3339};
 use crate::endpoint::ServerConfig;
 use crate::error::{Error, Result};
 use crate::imap::{self, FetchedMessage, FolderStatus, ListedFolder, Session, StoreMode};
-use crate::maildir::{Maildir, SourceKey, account_tag};
+use crate::maildir::{FolderKeywords, Maildir, SourceKey, account_tag};
 use crate::plan::{self, Known, LocalFile, MsgKey, RekeyRecord, SourceMsg};
 use crate::report::{Event, Summary};
 use crate::state::{KnownMsg, MsgKey as StateKey, State};
@@ -279,13 +279,17 @@ async fn sync_folder(s: &mut Session, f: &ListedFolder, sh: &Shared<'_>) -> Resu
         return Ok(());
     }
     let md = sh.maildir.as_ref().expect("a real run has a Maildir");
+    let keywords = Arc::new(md.keywords(&f.name)?);
 
     if !plan.adopt.is_empty() {
-        adopt(&plan.adopt, fs.id, uv, sh)?;
+        adopt(md, &f.name, &keywords, &plan.adopt, fs.id, uv, sh)?;
         sum.copied += plan.adopt.len() as u64;
     }
     if !plan.copy.is_empty() {
-        let r = copy(s, md, &f.name, fs.id, uv, &plan.copy, &progress, sh).await;
+        let r = copy(
+            s, md, &keywords, &f.name, fs.id, uv, &plan.copy, &progress, sh,
+        )
+        .await;
         let (written, report) = r?;
         sum.copied += written.copied;
         sum.bytes += written.bytes;
@@ -300,7 +304,16 @@ async fn sync_folder(s: &mut Session, f: &ListedFolder, sh: &Shared<'_>) -> Resu
         }
     }
     if !plan.set_flags.is_empty() {
-        sum.flags_updated = carry_flags(md, &f.name, fs.id, uv, &plan.set_flags, sh)?;
+        sum.flags_updated = carry_flags(md, &keywords, &f.name, fs.id, uv, &plan.set_flags, sh)?;
+    }
+    for kw in keywords.unstored() {
+        rep.warning(
+            Some(name),
+            &format!(
+                "keyword {kw} is not in the Maildir's file names: the folder's dovecot-keywords already names {} keywords, the most Maildir letters allow; it is kept in the state",
+                crate::maildir::MAX_KEYWORDS
+            ),
+        );
     }
     if sh.job.retention != Retention::Keep {
         match retention(s, fs.id, uv, present.as_ref(), name, sh).await {
@@ -360,31 +373,47 @@ fn orphans(
 }
 
 /// Records files a killed run wrote but never recorded, reading their
-/// header and digest from disk instead of downloading again.
+/// header and digest from disk instead of downloading again. The file
+/// takes the server's flags and keywords first, should they differ.
 fn adopt(
+    md: &Maildir,
+    folder: &FolderName,
+    keywords: &FolderKeywords,
     items: &[(SourceMsg, LocalFile)],
     folder_id: i64,
     uv: UidValidity,
     sh: &Shared<'_>,
 ) -> Result<()> {
-    let recs = items
-        .iter()
-        .map(|(m, lf)| {
-            let key = StateKey::Imap {
-                uidvalidity: uv,
-                uid: m.key.uid().expect("IMAP key"),
-            };
-            let flags = m.flags.clone().unwrap_or_default();
-            writer::adopted_record(
-                Path::new(&lf.location),
-                key,
-                m.size,
-                Some(m.date),
-                flags,
-                &sh.target,
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut renamed = false;
+    let mut recs = Vec::with_capacity(items.len());
+    for (m, lf) in items {
+        let key = StateKey::Imap {
+            uidvalidity: uv,
+            uid: m.key.uid().expect("IMAP key"),
+        };
+        let flags = m.flags.clone().unwrap_or_default();
+        let add = keywords.letters(&flags.keywords)?;
+        let remove: String = keywords
+            .table()
+            .named_letters()
+            .chars()
+            .filter(|c| !add.contains(*c))
+            .collect();
+        let old = Path::new(&lf.location);
+        let path = md.set_flags_and_keywords(old, &flags, &add, &remove)?;
+        renamed |= path != old;
+        recs.push(writer::adopted_record(
+            &path,
+            key,
+            m.size,
+            Some(m.date),
+            flags,
+            &sh.target,
+        )?);
+    }
+    if renamed {
+        md.sync_folder(folder)?;
+    }
     sh.state
         .lock()
         .unwrap()
@@ -402,6 +431,7 @@ struct Copied {
 async fn copy(
     s: &mut Session,
     md: &Maildir,
+    keywords: &Arc<FolderKeywords>,
     folder: &FolderName,
     folder_id: i64,
     uv: UidValidity,
@@ -421,6 +451,7 @@ async fn copy(
             state: sh.state.clone(),
             now: sh.ctx.now,
             progress: progress.clone(),
+            keywords: Some(keywords.clone()),
         },
         rx,
     );
@@ -475,9 +506,12 @@ async fn copy(
     Ok((copied, fetched?))
 }
 
-/// Carries the server's new flags to the stored files; returns how many.
+/// Carries the server's new flags and keywords to the stored files;
+/// returns how many. A keyword the server removed loses its letter; one a
+/// local client set that the server never had keeps it.
 fn carry_flags(
     md: &Maildir,
+    keywords: &FolderKeywords,
     folder: &FolderName,
     folder_id: i64,
     uv: UidValidity,
@@ -529,7 +563,15 @@ fn carry_flags(
         // A file the user deleted locally stays deleted; the state still
         // learns the flags so the change is not retried every run.
         if let Some(p) = path {
-            md.set_flags(&p, flags)?;
+            let add = keywords.letters(&flags.keywords)?;
+            let remove: String = k
+                .flags
+                .iter()
+                .flat_map(|before| &before.keywords)
+                .filter(|kw| !flags.keywords.iter().any(|n| n.eq_ignore_ascii_case(kw)))
+                .filter_map(|kw| keywords.letter(kw))
+                .collect();
+            md.set_flags_and_keywords(&p, flags, &add, &remove)?;
         }
         updates.push((k.id, flags.clone()));
     }

@@ -8,6 +8,7 @@ mod common;
 mod check;
 mod cli;
 mod fetch_imap;
+mod fetch_keywords;
 mod fetch_pop3;
 mod generated_docs;
 mod harness_smoke;
