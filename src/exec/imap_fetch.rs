@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use super::Ctx;
 use super::message::normalize_message_id;
+use super::on_disk;
 use super::writer::{self, Incoming, WriterSetup};
 use crate::config::{FetchJob, Retention, rfc3339};
 use crate::endpoint::ServerConfig;
@@ -234,14 +235,25 @@ async fn sync_folder(s: &mut Session, f: &ListedFolder, sh: &Shared<'_>) -> Resu
         .collect();
     let complete = delta_from.is_none();
     let mut plan = plan::plan_copy(&source, complete, &known, &HashMap::new(), &sh.job.filter);
+    let mut found = on_disk::Found::default();
     if !plan.copy.is_empty()
         && let Some(md) = &sh.maildir
     {
-        let local = orphans(md, &f.name, &sh.account, uv)?;
-        if !local.is_empty() {
-            plan = plan::plan_copy(&source, complete, &known, &local, &sh.job.filter);
+        let scope = on_disk::Scope {
+            md,
+            folder: &f.name,
+            account: &sh.account,
+            uidvalidity: uv,
+            target: &sh.target,
+            state: &sh.state,
+            known: &known,
+        };
+        found = on_disk::find(s, &scope, &plan.copy).await?;
+        if !found.local.is_empty() {
+            plan = plan::plan_copy(&source, complete, &known, &found.local, &sh.job.filter);
         }
     }
+    report_found(rep, sh, name, &found);
     let mut sum = Summary {
         skipped: plan.skipped.len() as u64,
         ..Default::default()
@@ -338,43 +350,37 @@ async fn sync_folder(s: &mut Session, f: &ListedFolder, sh: &Shared<'_>) -> Resu
     Ok(())
 }
 
-/// Files in the folder that carry this account's identity under the current
-/// UIDVALIDITY: written by a run that died before recording them.
-fn orphans(
-    md: &Maildir,
-    folder: &FolderName,
-    account: &str,
-    uv: UidValidity,
-) -> Result<HashMap<MsgKey, LocalFile>> {
-    if !md.folder_dir(folder)?.join("cur").is_dir() {
-        return Ok(HashMap::new());
+/// Says which messages the Maildir already had: always when they were
+/// matched by content (the state did not know them: lost, or a copied
+/// Maildir), with `--json` or `-v` when all were found by name (a killed
+/// run's files, or a lost state with the UIDVALIDITY unchanged).
+fn report_found(rep: &crate::report::Reporter, sh: &Shared<'_>, folder: &str, f: &on_disk::Found) {
+    let loud = f.by_content() > 0;
+    if !loud && (f.by_name == 0 || !(rep.json() || sh.ctx.settings.verbose > 0)) {
+        return;
     }
-    let tag = account_tag(account);
-    let mut out = HashMap::new();
-    for l in md.scan(folder)? {
-        if l.account.as_deref() != Some(tag.as_str()) {
-            continue;
-        }
-        if let Some(SourceKey::Imap { uidvalidity, uid }) = l.source
-            && uidvalidity == uv
-        {
-            let key = MsgKey::Uid(uid);
-            out.insert(
-                key.clone(),
-                LocalFile {
-                    key,
-                    location: l.path.display().to_string(),
-                    size: l.vsize.unwrap_or(l.size),
-                },
-            );
-        }
+    let mut how = Vec::new();
+    if loud {
+        how.push(format!("{} by Message-ID and size", f.by_message_id));
+        how.push(format!("{} by content digest", f.by_digest));
     }
-    Ok(out)
+    if f.by_name > 0 {
+        how.push(format!("{} by the identity in their file names", f.by_name));
+    }
+    rep.warning(
+        Some(folder),
+        &format!(
+            "{} messages not in the state were already in the Maildir and are recorded, not downloaded again: {}",
+            f.by_content() + f.by_name,
+            how.join(", ")
+        ),
+    );
 }
 
-/// Records files a killed run wrote but never recorded, reading their
-/// header and digest from disk instead of downloading again. The file
-/// takes the server's flags and keywords first, should they differ.
+/// Records files already in the Maildir for messages about to be
+/// downloaded (see [`on_disk`]), reading their header and digest from disk
+/// instead of downloading again. The file takes the server's flags and
+/// keywords first: a copy made long ago may have older ones.
 fn adopt(
     md: &Maildir,
     folder: &FolderName,
@@ -714,19 +720,7 @@ async fn recover_uidvalidity(
     let mut hashed = 0;
     if !out.need_digest.is_empty() {
         hashed = out.need_digest.len();
-        let (tx, mut rx) = mpsc::channel::<FetchedMessage>(8);
-        let want = out.need_digest.clone();
-        let collect = tokio::spawn(async move {
-            let mut d = HashMap::new();
-            while let Some(m) = rx.recv().await {
-                d.insert(m.uid, crate::net::sha256(&m.body));
-            }
-            d
-        });
-        let r = s.fetch_bodies(&want, &tx).await;
-        drop(tx);
-        let digests = collect.await.unwrap_or_default();
-        r?;
+        let digests = on_disk::server_digests(s, &out.need_digest).await?;
         for n in &mut news {
             n.digest = digests.get(&n.uid).copied();
         }

@@ -199,9 +199,10 @@ pub fn adopted_record(
     let bytes = std::fs::read(path).map_err(|e| crate::Error::io(path, e))?;
     let wire = super::wire_bytes(&bytes);
     let h = MessageHeaders::parse(&wire);
+    // The unique part, as the writer records it: it survives flag renames.
     let unique = path.file_name().map(|n| {
         let n = n.to_string_lossy();
-        n.split(':').next().unwrap_or(&n).to_string()
+        n.split([',', ':']).next().unwrap_or(&n).to_string()
     });
     Ok(NewRecord {
         key,
