@@ -99,6 +99,7 @@ pub async fn run(job: &FetchJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
         if let Some(st) = st
             && unchanged(&sh, f, st)?
         {
+            keep_folder(&sh, f);
             continue;
         }
         work.push((st.map(|s| s.messages).unwrap_or(0), f.clone()));
@@ -149,6 +150,27 @@ fn unchanged(sh: &Shared<'_>, f: &ListedFolder, st: &FolderStatus) -> Result<boo
             !state.any_due_for_deletion(fs.id, fs.uidvalidity.unwrap(), &sh.target, cutoff)?
         }
     })
+}
+
+/// On the no-op fast path, a folder still exists in the backup (created
+/// empty if it is missing: a folder that was empty when an older version
+/// skipped it, or one removed locally). One stat when it is there.
+fn keep_folder(sh: &Shared<'_>, f: &ListedFolder) {
+    let Some(md) = sh.maildir.as_ref().filter(|_| !sh.ctx.settings.dry_run) else {
+        return;
+    };
+    if md.folder_dir(&f.name).is_ok_and(|d| d.join("cur").is_dir()) {
+        return;
+    }
+    if let Err(e) = md.create_folder(&f.name) {
+        sh.ctx
+            .reporter
+            .message_error(f.name.as_str(), None, None, &e.to_string());
+        sh.ctx.reporter.add(&Summary {
+            failed: 1,
+            ..Default::default()
+        });
+    }
 }
 
 /// Folders the state synced before that the server no longer lists:
@@ -291,6 +313,8 @@ async fn sync_folder(s: &mut Session, f: &ListedFolder, sh: &Shared<'_>) -> Resu
         return Ok(());
     }
     let md = sh.maildir.as_ref().expect("a real run has a Maildir");
+    // Every selected folder exists in the backup, also an empty one.
+    md.create_folder(&f.name)?;
     let keywords = Arc::new(md.keywords(&f.name)?);
 
     if !plan.adopt.is_empty() {

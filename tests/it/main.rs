@@ -7,6 +7,7 @@ mod common;
 
 mod check;
 mod cli;
+mod fetch_folders;
 mod fetch_imap;
 mod fetch_keywords;
 mod fetch_lost_state;
