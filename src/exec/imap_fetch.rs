@@ -14,12 +14,13 @@ use tokio::sync::mpsc;
 
 use super::Ctx;
 use super::message::normalize_message_id;
+use super::on_disk;
 use super::writer::{self, Incoming, WriterSetup};
 use crate::config::{FetchJob, Retention, rfc3339};
 use crate::endpoint::ServerConfig;
 use crate::error::{Error, Result};
 use crate::imap::{self, FetchedMessage, FolderStatus, ListedFolder, Session, StoreMode};
-use crate::maildir::{Maildir, SourceKey, account_tag};
+use crate::maildir::{FolderKeywords, Maildir, SourceKey, account_tag};
 use crate::plan::{self, Known, LocalFile, MsgKey, RekeyRecord, SourceMsg};
 use crate::report::{Event, Summary};
 use crate::state::{KnownMsg, MsgKey as StateKey, State};
@@ -98,6 +99,7 @@ pub async fn run(job: &FetchJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
         if let Some(st) = st
             && unchanged(&sh, f, st)?
         {
+            keep_folder(&sh, f);
             continue;
         }
         work.push((st.map(|s| s.messages).unwrap_or(0), f.clone()));
@@ -148,6 +150,27 @@ fn unchanged(sh: &Shared<'_>, f: &ListedFolder, st: &FolderStatus) -> Result<boo
             !state.any_due_for_deletion(fs.id, fs.uidvalidity.unwrap(), &sh.target, cutoff)?
         }
     })
+}
+
+/// On the no-op fast path, a folder still exists in the backup (created
+/// empty if it is missing: a folder that was empty when an older version
+/// skipped it, or one removed locally). One stat when it is there.
+fn keep_folder(sh: &Shared<'_>, f: &ListedFolder) {
+    let Some(md) = sh.maildir.as_ref().filter(|_| !sh.ctx.settings.dry_run) else {
+        return;
+    };
+    if md.folder_dir(&f.name).is_ok_and(|d| d.join("cur").is_dir()) {
+        return;
+    }
+    if let Err(e) = md.create_folder(&f.name) {
+        sh.ctx
+            .reporter
+            .message_error(f.name.as_str(), None, None, &e.to_string());
+        sh.ctx.reporter.add(&Summary {
+            failed: 1,
+            ..Default::default()
+        });
+    }
 }
 
 /// Folders the state synced before that the server no longer lists:
@@ -234,14 +257,25 @@ async fn sync_folder(s: &mut Session, f: &ListedFolder, sh: &Shared<'_>) -> Resu
         .collect();
     let complete = delta_from.is_none();
     let mut plan = plan::plan_copy(&source, complete, &known, &HashMap::new(), &sh.job.filter);
+    let mut found = on_disk::Found::default();
     if !plan.copy.is_empty()
         && let Some(md) = &sh.maildir
     {
-        let local = orphans(md, &f.name, &sh.account, uv)?;
-        if !local.is_empty() {
-            plan = plan::plan_copy(&source, complete, &known, &local, &sh.job.filter);
+        let scope = on_disk::Scope {
+            md,
+            folder: &f.name,
+            account: &sh.account,
+            uidvalidity: uv,
+            target: &sh.target,
+            state: &sh.state,
+            known: &known,
+        };
+        found = on_disk::find(s, &scope, &plan.copy).await?;
+        if !found.local.is_empty() {
+            plan = plan::plan_copy(&source, complete, &known, &found.local, &sh.job.filter);
         }
     }
+    report_found(rep, sh, name, &found);
     let mut sum = Summary {
         skipped: plan.skipped.len() as u64,
         ..Default::default()
@@ -279,13 +313,19 @@ async fn sync_folder(s: &mut Session, f: &ListedFolder, sh: &Shared<'_>) -> Resu
         return Ok(());
     }
     let md = sh.maildir.as_ref().expect("a real run has a Maildir");
+    // Every selected folder exists in the backup, also an empty one.
+    md.create_folder(&f.name)?;
+    let keywords = Arc::new(md.keywords(&f.name)?);
 
     if !plan.adopt.is_empty() {
-        adopt(&plan.adopt, fs.id, uv, sh)?;
+        adopt(md, &f.name, &keywords, &plan.adopt, fs.id, uv, sh)?;
         sum.copied += plan.adopt.len() as u64;
     }
     if !plan.copy.is_empty() {
-        let r = copy(s, md, &f.name, fs.id, uv, &plan.copy, &progress, sh).await;
+        let r = copy(
+            s, md, &keywords, &f.name, fs.id, uv, &plan.copy, &progress, sh,
+        )
+        .await;
         let (written, report) = r?;
         sum.copied += written.copied;
         sum.bytes += written.bytes;
@@ -300,7 +340,16 @@ async fn sync_folder(s: &mut Session, f: &ListedFolder, sh: &Shared<'_>) -> Resu
         }
     }
     if !plan.set_flags.is_empty() {
-        sum.flags_updated = carry_flags(md, &f.name, fs.id, uv, &plan.set_flags, sh)?;
+        sum.flags_updated = carry_flags(md, &keywords, &f.name, fs.id, uv, &plan.set_flags, sh)?;
+    }
+    for kw in keywords.unstored() {
+        rep.warning(
+            Some(name),
+            &format!(
+                "keyword {kw} is not in the Maildir's file names: the folder's dovecot-keywords already names {} keywords, the most Maildir letters allow; it is kept in the state",
+                crate::maildir::MAX_KEYWORDS
+            ),
+        );
     }
     if sh.job.retention != Retention::Keep {
         match retention(s, fs.id, uv, present.as_ref(), name, sh).await {
@@ -325,66 +374,76 @@ async fn sync_folder(s: &mut Session, f: &ListedFolder, sh: &Shared<'_>) -> Resu
     Ok(())
 }
 
-/// Files in the folder that carry this account's identity under the current
-/// UIDVALIDITY: written by a run that died before recording them.
-fn orphans(
-    md: &Maildir,
-    folder: &FolderName,
-    account: &str,
-    uv: UidValidity,
-) -> Result<HashMap<MsgKey, LocalFile>> {
-    if !md.folder_dir(folder)?.join("cur").is_dir() {
-        return Ok(HashMap::new());
+/// Says which messages the Maildir already had: always when they were
+/// matched by content (the state did not know them: lost, or a copied
+/// Maildir), with `--json` or `-v` when all were found by name (a killed
+/// run's files, or a lost state with the UIDVALIDITY unchanged).
+fn report_found(rep: &crate::report::Reporter, sh: &Shared<'_>, folder: &str, f: &on_disk::Found) {
+    let loud = f.by_content() > 0;
+    if !loud && (f.by_name == 0 || !(rep.json() || sh.ctx.settings.verbose > 0)) {
+        return;
     }
-    let tag = account_tag(account);
-    let mut out = HashMap::new();
-    for l in md.scan(folder)? {
-        if l.account.as_deref() != Some(tag.as_str()) {
-            continue;
-        }
-        if let Some(SourceKey::Imap { uidvalidity, uid }) = l.source
-            && uidvalidity == uv
-        {
-            let key = MsgKey::Uid(uid);
-            out.insert(
-                key.clone(),
-                LocalFile {
-                    key,
-                    location: l.path.display().to_string(),
-                    size: l.vsize.unwrap_or(l.size),
-                },
-            );
-        }
+    let mut how = Vec::new();
+    if loud {
+        how.push(format!("{} by Message-ID and size", f.by_message_id));
+        how.push(format!("{} by content digest", f.by_digest));
     }
-    Ok(out)
+    if f.by_name > 0 {
+        how.push(format!("{} by the identity in their file names", f.by_name));
+    }
+    rep.warning(
+        Some(folder),
+        &format!(
+            "{} messages not in the state were already in the Maildir and are recorded, not downloaded again: {}",
+            f.by_content() + f.by_name,
+            how.join(", ")
+        ),
+    );
 }
 
-/// Records files a killed run wrote but never recorded, reading their
-/// header and digest from disk instead of downloading again.
+/// Records files already in the Maildir for messages about to be
+/// downloaded (see [`on_disk`]), reading their header and digest from disk
+/// instead of downloading again. The file takes the server's flags and
+/// keywords first: a copy made long ago may have older ones.
 fn adopt(
+    md: &Maildir,
+    folder: &FolderName,
+    keywords: &FolderKeywords,
     items: &[(SourceMsg, LocalFile)],
     folder_id: i64,
     uv: UidValidity,
     sh: &Shared<'_>,
 ) -> Result<()> {
-    let recs = items
-        .iter()
-        .map(|(m, lf)| {
-            let key = StateKey::Imap {
-                uidvalidity: uv,
-                uid: m.key.uid().expect("IMAP key"),
-            };
-            let flags = m.flags.clone().unwrap_or_default();
-            writer::adopted_record(
-                Path::new(&lf.location),
-                key,
-                m.size,
-                Some(m.date),
-                flags,
-                &sh.target,
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut renamed = false;
+    let mut recs = Vec::with_capacity(items.len());
+    for (m, lf) in items {
+        let key = StateKey::Imap {
+            uidvalidity: uv,
+            uid: m.key.uid().expect("IMAP key"),
+        };
+        let flags = m.flags.clone().unwrap_or_default();
+        let add = keywords.letters(&flags.keywords)?;
+        let remove: String = keywords
+            .table()
+            .named_letters()
+            .chars()
+            .filter(|c| !add.contains(*c))
+            .collect();
+        let old = Path::new(&lf.location);
+        let path = md.set_flags_and_keywords(old, &flags, &add, &remove)?;
+        renamed |= path != old;
+        recs.push(writer::adopted_record(
+            &path,
+            key,
+            m.size,
+            Some(m.date),
+            flags,
+            &sh.target,
+        )?);
+    }
+    if renamed {
+        md.sync_folder(folder)?;
+    }
     sh.state
         .lock()
         .unwrap()
@@ -402,6 +461,7 @@ struct Copied {
 async fn copy(
     s: &mut Session,
     md: &Maildir,
+    keywords: &Arc<FolderKeywords>,
     folder: &FolderName,
     folder_id: i64,
     uv: UidValidity,
@@ -421,6 +481,7 @@ async fn copy(
             state: sh.state.clone(),
             now: sh.ctx.now,
             progress: progress.clone(),
+            keywords: Some(keywords.clone()),
         },
         rx,
     );
@@ -475,9 +536,12 @@ async fn copy(
     Ok((copied, fetched?))
 }
 
-/// Carries the server's new flags to the stored files; returns how many.
+/// Carries the server's new flags and keywords to the stored files;
+/// returns how many. A keyword the server removed loses its letter; one a
+/// local client set that the server never had keeps it.
 fn carry_flags(
     md: &Maildir,
+    keywords: &FolderKeywords,
     folder: &FolderName,
     folder_id: i64,
     uv: UidValidity,
@@ -529,7 +593,15 @@ fn carry_flags(
         // A file the user deleted locally stays deleted; the state still
         // learns the flags so the change is not retried every run.
         if let Some(p) = path {
-            md.set_flags(&p, flags)?;
+            let add = keywords.letters(&flags.keywords)?;
+            let remove: String = k
+                .flags
+                .iter()
+                .flat_map(|before| &before.keywords)
+                .filter(|kw| !flags.keywords.iter().any(|n| n.eq_ignore_ascii_case(kw)))
+                .filter_map(|kw| keywords.letter(kw))
+                .collect();
+            md.set_flags_and_keywords(&p, flags, &add, &remove)?;
         }
         updates.push((k.id, flags.clone()));
     }
@@ -672,19 +744,7 @@ async fn recover_uidvalidity(
     let mut hashed = 0;
     if !out.need_digest.is_empty() {
         hashed = out.need_digest.len();
-        let (tx, mut rx) = mpsc::channel::<FetchedMessage>(8);
-        let want = out.need_digest.clone();
-        let collect = tokio::spawn(async move {
-            let mut d = HashMap::new();
-            while let Some(m) = rx.recv().await {
-                d.insert(m.uid, crate::net::sha256(&m.body));
-            }
-            d
-        });
-        let r = s.fetch_bodies(&want, &tx).await;
-        drop(tx);
-        let digests = collect.await.unwrap_or_default();
-        r?;
+        let digests = on_disk::server_digests(s, &out.need_digest).await?;
         for n in &mut news {
             n.digest = digests.get(&n.uid).copied();
         }

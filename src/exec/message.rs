@@ -33,6 +33,38 @@ impl MessageHeaders {
     }
 }
 
+/// The Message-ID of a header block read from a file, exactly as the IMAP
+/// side reads it from the server's `BODY[HEADER.FIELDS (MESSAGE-ID)]`
+/// (the field's lines, unfolded, normalised), so a file and the server's
+/// copy of one message compare equal. Stops at the end of the header.
+pub fn message_id_of_header(head: &[u8]) -> Option<String> {
+    let mut field: Vec<u8> = Vec::new();
+    let mut in_mid = false;
+    for line in head.split_inclusive(|&b| b == b'\n') {
+        let bare = line.strip_suffix(b"\n").unwrap_or(line);
+        let bare = bare.strip_suffix(b"\r").unwrap_or(bare);
+        if bare.is_empty() {
+            break; // the end of the header
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            if in_mid {
+                field.extend_from_slice(line);
+            }
+            continue;
+        }
+        in_mid = bare
+            .iter()
+            .position(|&b| b == b':')
+            .is_some_and(|i| bare[..i].trim_ascii().eq_ignore_ascii_case(b"message-id"));
+        if in_mid {
+            field.extend_from_slice(line);
+        }
+    }
+    crate::imap::header_value(&field, "Message-ID")
+        .as_deref()
+        .and_then(normalize_message_id)
+}
+
 /// One spelling of a Message-ID for comparisons: no angle brackets, no
 /// surrounding white space; empty means none.
 pub fn normalize_message_id(s: &str) -> Option<String> {
@@ -64,6 +96,17 @@ mod tests {
             MessageHeaders::default()
         );
         assert_eq!(MessageHeaders::parse(b"").message_id, None);
+    }
+
+    #[test]
+    fn message_id_of_a_file_header_reads_the_field_only() {
+        let h = b"Subject: x\n Message-ID: <not@this>\nMessage-Id:\n <a@b>\nX: y\n\nMessage-ID: <body@x>\n";
+        assert_eq!(message_id_of_header(h).as_deref(), Some("a@b"));
+        assert_eq!(message_id_of_header(b"Subject: x\r\n\r\n").as_deref(), None);
+        assert_eq!(
+            message_id_of_header(b"Message-ID: <c@d>\r\n\r\n").as_deref(),
+            Some("c@d")
+        );
     }
 
     #[test]

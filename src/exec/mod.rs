@@ -4,6 +4,7 @@
 
 mod imap_fetch;
 mod message;
+mod on_disk;
 mod pool;
 mod pop3_fetch;
 mod prune;

@@ -492,6 +492,7 @@ async fn copy(
             state: sh.state.clone(),
             now: sh.ctx.now,
             progress: progress.clone(),
+            keywords: None,
         },
         rx,
     );

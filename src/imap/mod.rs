@@ -24,6 +24,7 @@ pub use codec::{
     SLASH_STANDIN, UidSet, decode_folder, encode_folder, format_internal_date, parse_internal_date,
 };
 pub use connect::{ConnInfo, connect};
+pub(crate) use fetch::header_value;
 pub use fetch::{FetchReport, FetchedMessage, HeaderInfo, MessageMeta, MetaListing};
 pub use mailbox::{FolderStatus, ListedFolder, Namespace, Selected, SpecialUse};
 pub use session::{FlagChange, ServerChanges, Session};

@@ -7,7 +7,10 @@ mod common;
 
 mod check;
 mod cli;
+mod fetch_folders;
 mod fetch_imap;
+mod fetch_keywords;
+mod fetch_lost_state;
 mod fetch_pop3;
 mod generated_docs;
 mod harness_smoke;

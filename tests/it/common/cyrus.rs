@@ -223,6 +223,12 @@ pub struct Session {
 
 impl Session {
     fn connect(port: u16, user: &str) -> std::io::Result<Session> {
+        Session::login(port, user, PASSWORD)
+    }
+
+    /// Logs in to any IMAP server on 127.0.0.1 without TLS (also a test
+    /// Dovecot's `imap_port`), to set up with plain IMAP commands.
+    pub fn login(port: u16, user: &str, password: &str) -> std::io::Result<Session> {
         let s = TcpStream::connect(("127.0.0.1", port))?;
         s.set_read_timeout(Some(Duration::from_secs(20)))?;
         let mut sess = Session {
@@ -235,7 +241,7 @@ impl Session {
         if !greet.starts_with("* OK") {
             return Err(std::io::Error::other(greet));
         }
-        let (ok, text) = sess.cmd(&format!("LOGIN {user} {PASSWORD}"));
+        let (ok, text) = sess.cmd(&format!("LOGIN {user} \"{password}\""));
         if !ok {
             return Err(std::io::Error::other(text));
         }
