@@ -319,6 +319,9 @@ pub struct ServerConfig {
     pub credentials: Credentials,
     pub tls: TlsOptions,
     pub timeouts: Timeouts,
+    /// What this server must not be trusted with (a provider profile's
+    /// switches; default for any other server).
+    pub quirks: crate::imap::Quirks,
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod fetch;
 mod io;
 mod mailbox;
 mod parse;
+mod quirks;
 mod session;
 mod write;
 
@@ -26,6 +27,7 @@ pub use codec::{
 pub use connect::{ConnInfo, connect};
 pub use fetch::{FetchReport, FetchedMessage, HeaderInfo, MessageMeta, MetaListing};
 pub use mailbox::{FolderStatus, ListedFolder, Namespace, Selected, SpecialUse};
+pub use quirks::{BodyItem, Quirks};
 pub use session::{FlagChange, ServerChanges, Session};
 pub use write::{CopyUid, StoreMode};
 
