@@ -84,6 +84,7 @@ impl Account {
             tls: self.tls.clone(),
             timeouts,
             quirks: self.profile.map(|p| p.profile.quirks).unwrap_or_default(),
+            pace: Default::default(),
         })
     }
 

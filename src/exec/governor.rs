@@ -100,6 +100,8 @@ pub(super) struct Governor {
     workers: AtomicUsize,
     /// A budget stop: every worker ends after its current item.
     stopped: std::sync::atomic::AtomicBool,
+    /// The IMAP sessions' shared pauses (source and target of a push).
+    paces: Mutex<Vec<crate::imap::Pace>>,
 }
 
 impl Governor {
@@ -135,7 +137,14 @@ impl Governor {
             paused_until: Mutex::new(None),
             workers: AtomicUsize::new(1),
             stopped: Default::default(),
+            paces: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Makes the sessions opened with `cfg` hold back with the run when a
+    /// server asks for a pause (mid-transfer too, not only between folders).
+    pub fn watch(&self, cfg: &crate::endpoint::ServerConfig) {
+        self.paces.lock().unwrap().push(cfg.pace.clone());
     }
 
     /// How many workers the pool runs now.
@@ -167,6 +176,9 @@ impl Governor {
             if p.is_none_or(|t| t < until) {
                 *p = Some(until);
             }
+            for pace in self.paces.lock().unwrap().iter() {
+                pace.hold_until(until);
+            }
         }
         if v == Verdict::Retire {
             self.workers.fetch_sub(1, Ordering::SeqCst);
@@ -180,10 +192,22 @@ impl Governor {
         loop {
             let until = *self.paused_until.lock().unwrap();
             match until {
-                Some(t) if t > Instant::now() => pause(t - Instant::now(), ctx).await?,
+                Some(t) if t > Instant::now() => self.pause(t - Instant::now(), ctx).await?,
                 _ => return Ok(()),
             }
         }
+    }
+
+    /// Sleeps `d`; a signal ends the wait at once, and the sessions'
+    /// shared pause with it, so what they have in flight is recorded.
+    pub async fn pause(&self, d: Duration, ctx: &Ctx<'_>) -> Result<()> {
+        let r = pause(d, ctx).await;
+        if r.is_err() {
+            for p in self.paces.lock().unwrap().iter() {
+                p.release();
+            }
+        }
+        r
     }
 
     /// The first connection of a run: refused for now (throttled, too
@@ -207,7 +231,7 @@ impl Governor {
                 Verdict::Retry(wait) => {
                     ctx.reporter
                         .warning(None, &format!("{e}; connecting again{}", in_secs(wait)));
-                    pause(wait, ctx).await?;
+                    self.pause(wait, ctx).await?;
                 }
                 _ => return Err(e),
             }
@@ -365,7 +389,7 @@ pub(super) fn wait_text(d: Duration) -> String {
 }
 
 /// Sleeps, but a signal ends the wait at once.
-pub(super) async fn pause(d: Duration, ctx: &Ctx<'_>) -> Result<()> {
+async fn pause(d: Duration, ctx: &Ctx<'_>) -> Result<()> {
     let end = Instant::now() + d;
     loop {
         ctx.interrupt.check()?;

@@ -59,6 +59,7 @@ pub async fn run(job: &FetchJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
     let target = super::maildir_target(&job.to);
     let account = url.account_key();
     let gov = Governor::new(state.clone(), &job.from, None, dry);
+    gov.watch(&cfg);
     let (mut ctl, _info) = gov.first(ctx, async || imap::connect(&cfg).await).await?;
     let listed = ctl.list_folders().await?;
     let ns = ctl.namespace().await?;

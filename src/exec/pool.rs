@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use super::Ctx;
-use super::governor::{Governor, Verdict, pause, wait_text};
+use super::governor::{Governor, Verdict, wait_text};
 use crate::error::{Error, Result};
 use crate::report::Summary;
 
@@ -112,7 +112,7 @@ pub(super) async fn drain<C, T>(
                                 wait_text(wait)
                             ),
                         );
-                        pause(wait, ctx).await?;
+                        gov.pause(wait, ctx).await?;
                         gov.ready(ctx).await?;
                         match connect().await {
                             Ok(c) => {

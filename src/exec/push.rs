@@ -122,6 +122,10 @@ pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Res
         Some(&job.to),
         ctx.settings.dry_run,
     );
+    gov.watch(&tcfg);
+    if let super::source::SourceSpec::Imap(c) = &spec {
+        gov.watch(c);
+    }
     let mut sctl = gov.first(ctx, async || spec.connect().await).await?;
     let (mut tctl, _) = gov.first(ctx, async || imap::connect(&tcfg).await).await?;
     let (folders, maps, twires) = folder_map(

@@ -46,6 +46,7 @@ pub async fn connect(cfg: &ServerConfig) -> Result<(Session, ConnInfo)> {
         Io::new(stream, server.clone(), t.command),
         Capabilities::default(),
     );
+    s.io.pace = cfg.pace.clone();
     let (greeting, preauth, greet_caps) = net::timed(
         t.connect,
         &server,
@@ -85,6 +86,7 @@ pub async fn connect(cfg: &ServerConfig) -> Result<(Session, ConnInfo)> {
             Io::new(tls, server.clone(), t.command),
             Capabilities::default(),
         );
+        s.io.pace = cfg.pace.clone();
         s.refresh_capabilities().await?;
     }
 

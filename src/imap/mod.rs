@@ -14,6 +14,7 @@ mod connect;
 mod fetch;
 mod io;
 mod mailbox;
+mod pace;
 mod parse;
 mod quirks;
 mod session;
@@ -27,6 +28,7 @@ pub use codec::{
 pub use connect::{ConnInfo, connect};
 pub use fetch::{FetchReport, FetchedMessage, HeaderInfo, MessageMeta, MetaListing};
 pub use mailbox::{FolderStatus, ListedFolder, Namespace, Selected, SpecialUse};
+pub use pace::Pace;
 pub use quirks::{BodyItem, Quirks};
 pub use session::{FlagChange, ServerChanges, Session};
 pub use write::{CopyUid, StoreMode};

@@ -108,6 +108,7 @@ fn cfg(port: u16, security: Security) -> ServerConfig {
             command: Duration::from_secs(2),
         },
         quirks: Default::default(),
+        pace: Default::default(),
     }
 }
 

@@ -40,6 +40,7 @@ fn cfg(dv: &Dovecot, security: Security, port: u16, ca: bool) -> ServerConfig {
             command: Duration::from_secs(20),
         },
         quirks: Default::default(),
+        pace: Default::default(),
     }
 }
 

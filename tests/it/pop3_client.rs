@@ -40,6 +40,7 @@ fn config(dc: &Dovecot, security: Security, password: &str) -> ServerConfig {
             command: Duration::from_secs(30),
         },
         quirks: Default::default(),
+        pace: Default::default(),
     }
 }
 

@@ -102,6 +102,7 @@ fn config(port: u16, security: Security, creds: Credentials) -> ServerConfig {
             command: Duration::from_secs(5),
         },
         quirks: Default::default(),
+        pace: Default::default(),
     }
 }
 
