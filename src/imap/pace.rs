@@ -41,3 +41,32 @@ impl Pace {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_pause_holds_every_clone_until_released() {
+        let p = Pace::default();
+        assert!(p.until().is_none());
+        let clone = p.clone();
+        p.hold_until(Instant::now() + Duration::from_secs(3600));
+        // A shorter pause does not shorten a longer one.
+        p.hold_until(Instant::now() + Duration::from_secs(1));
+        assert!(
+            clone
+                .until()
+                .is_some_and(|t| t > Instant::now() + Duration::from_secs(60))
+        );
+        let waiter = tokio::spawn(async move { clone.wait().await });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        p.release();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the release ends the wait")
+            .unwrap();
+    }
+}

@@ -18,8 +18,16 @@ use crate::common::{
 };
 use crate::fetch_imap::{maildir_files, wire};
 
-/// (bytes, sorted Maildir flag letters, arrival date): what a copy keeps.
-type Copy = (Vec<u8>, String, i64);
+/// (content digest, sorted Maildir flag letters, arrival date): what a
+/// copy keeps. The digest keeps failure messages readable.
+type Copy = (String, String, i64);
+
+fn digest(bytes: &[u8]) -> String {
+    mailferry::net::sha256(bytes)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 fn letters(flags: impl IntoIterator<Item = String>) -> String {
     let mut v: Vec<char> = flags
@@ -50,7 +58,13 @@ fn secs(t: std::time::SystemTime) -> i64 {
 fn of_corpus(msgs: &[Message]) -> Vec<Copy> {
     let mut v: Vec<Copy> = msgs
         .iter()
-        .map(|m| (m.raw_crlf(), sorted(&m.flags), secs(m.internal_date)))
+        .map(|m| {
+            (
+                digest(&m.raw_crlf()),
+                sorted(&m.flags),
+                secs(m.internal_date),
+            )
+        })
         .collect();
     v.sort();
     v
@@ -59,7 +73,7 @@ fn of_corpus(msgs: &[Message]) -> Vec<Copy> {
 fn of_quirk(msgs: &[Msg]) -> Vec<Copy> {
     let mut v: Vec<Copy> = msgs
         .iter()
-        .map(|m| (m.body.clone(), letters(m.flags.iter().cloned()), m.date))
+        .map(|m| (digest(&m.body), letters(m.flags.iter().cloned()), m.date))
         .collect();
     v.sort();
     v
@@ -75,7 +89,7 @@ fn of_files(files: &[PathBuf]) -> Vec<Copy> {
                 .map(|(_, f)| sorted(f))
                 .unwrap_or_default();
             let mtime = secs(std::fs::metadata(p).unwrap().modified().unwrap());
-            (wire(p), flags, mtime)
+            (digest(&wire(p)), flags, mtime)
         })
         .collect();
     v.sort();
@@ -409,7 +423,7 @@ fn yahoo_zero_sizes_and_a_stale_modseq_fetch_push_and_verify() {
     // Yahoo → Dovecot; a lost state costs a header listing, not copies.
     ok(&t.run(&["push", "--from", "yahoo", "--to", "dv"]));
     assert_dovecot_holds(&dv, &s);
-    std::fs::remove_file(t.env.state()).unwrap();
+    std::fs::remove_dir_all(t.env.state().parent().unwrap()).unwrap();
     let sum = ok(&t.run(&["push", "--from", "yahoo", "--to", "dv"]));
     assert_eq!(sum["copied"], 31, "all recorded as already there");
     assert_dovecot_holds(&dv, &s);
@@ -447,7 +461,7 @@ fn yahoo_as_a_target_is_matched_by_real_sizes_after_a_lost_state() {
         25
     );
     assert_quirk_holds(&q, &s);
-    std::fs::remove_file(t.env.state()).unwrap();
+    std::fs::remove_dir_all(t.env.state().parent().unwrap()).unwrap();
     ok(&t.run(&["push", "--from", "dv", "--to", "yahoo"]));
     assert_quirk_holds(&q, &s);
     assert_eq!(
@@ -1003,4 +1017,30 @@ fn daily_upload_budget_stops_the_push_and_it_resumes_without_duplicates() {
         at = unix(err["resume_at"].as_str().unwrap());
     }
     assert_quirk_holds(&q, &s);
+}
+
+/// The first connection refused for too many connections (the user's
+/// phone holds them all): not an authentication failure (exit 3) but a
+/// wait and another try.
+#[test]
+fn the_first_connection_refused_for_too_many_is_tried_again() {
+    let q = QuirkServer::start(QuirkOpts {
+        gmail: true,
+        refuse_logins: vec![1],
+        ..Default::default()
+    });
+    let s = spread(1419, 10);
+    seed_quirk(&q, &s);
+    let t = T::new(&[quirk_account("gmail", &q, "gmail", "")], None);
+    let r = t.fetch("gmail", &[]);
+    assert_eq!(ok(&r)["copied"], 10);
+    assert_maildir_holds(&t.maildir(), &s);
+    assert_eq!(q.refused(), 1);
+    let w = warnings(&r);
+    assert!(
+        w.iter()
+            .any(|m| m.contains("Too many simultaneous connections")
+                && m.contains("connecting again")),
+        "{w:?}"
+    );
 }

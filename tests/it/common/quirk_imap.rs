@@ -891,8 +891,10 @@ fn handle(c: &mut Conn, sh: &Mutex<Shared>, tag: &str, args: &[Tok]) -> std::io:
                         if !in_set(&set, m.uid, max) {
                             continue;
                         }
+                        // Yahoo's modseqs never move: CHANGEDSINCE finds nothing.
+                        let ms = if o.yahoo { 1 } else { m.modseq };
                         if let Some(s) = since
-                            && m.modseq <= s
+                            && ms <= s
                         {
                             continue;
                         }
