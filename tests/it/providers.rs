@@ -1044,3 +1044,54 @@ fn the_first_connection_refused_for_too_many_is_tried_again() {
         "{w:?}"
     );
 }
+
+/// Gmail's download budget covers POP3 too (here against Dovecot's POP3
+/// under `provider = "gmail"`): stop with exit 5, go on at the time named,
+/// every message once.
+#[test]
+fn daily_download_budget_holds_for_pop3_too() {
+    let dv = Dovecot::start();
+    let msgs = common::corpus(1420, 20, &CorpusOpts::small());
+    dv.deliver(dv.user(), "INBOX", &msgs);
+    let total: usize = msgs.iter().map(|m| m.raw_crlf().len()).sum();
+    let account = format!(
+        "[account.gpop]\nprovider = \"gmail\"\nurl = \"{}\"\nca_file = \"{}\"\npassword_env = \"DV_PW\"\ndaily_download = \"{}\"\n",
+        dv.url("pop3s"),
+        dv.ca_file().display(),
+        total / 2
+    );
+    let t = T::new(&[account], Some(&dv));
+    let to = t.maildir();
+    let fetch = |now: i64| {
+        t.run_with(
+            &["fetch", "--from", "gpop", "--to", to.to_str().unwrap()],
+            &[("MAILFERRY_NOW", now.to_string())],
+        )
+    };
+    let mut at: i64 = 1_800_000_000;
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        let r = fetch(at);
+        runs.push((r.code, summary(&r)["copied"].as_u64().unwrap()));
+        if r.code == 0 {
+            break;
+        }
+        assert_eq!(r.code, 5, "{}{}", r.stdout, r.stderr);
+        let ev = r.json();
+        let err = ev.iter().find(|e| e["event"] == "error").unwrap();
+        at = unix(err["resume_at"].as_str().unwrap());
+    }
+    assert_eq!(runs[0].0, 5, "the first run stops: {runs:?}");
+    assert!(runs[0].1 > 0, "{runs:?}");
+    assert_eq!(runs.last().unwrap().0, 0, "{runs:?}");
+    assert_eq!(runs.iter().map(|r| r.1).sum::<u64>(), 20, "{runs:?}");
+    let files = maildir_files(&to).remove("INBOX").unwrap_or_default();
+    let mut got: Vec<String> = files.iter().map(|p| digest(&wire(p))).collect();
+    let mut want: Vec<String> = msgs
+        .iter()
+        .map(|m| digest(&crate::fetch_pop3::served(m)))
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+}
