@@ -158,8 +158,9 @@ pub struct Pacing {
 
 /// Recognises pacing refusals in server text: `[THROTTLED]`,
 /// `[UNAVAILABLE]`, `[LIMIT]` (RFC 5530), Microsoft 365's "Request is
-/// throttled. Suggested Backoff Time: N milliseconds" (in NO, BAD or BYE)
-/// and Gmail's and others' "Too many simultaneous connections".
+/// throttled. Suggested Backoff Time: N milliseconds" (in NO, BAD or BYE),
+/// Gmail's "Too many simultaneous connections", Dovecot's "Maximum number
+/// of connections … exceeded" and a BYE that speaks of connections.
 pub fn pacing_of(text: &str) -> Option<Pacing> {
     let lower = text.to_ascii_lowercase();
     let backoff = lower.find("suggested backoff time:").and_then(|i| {
@@ -175,8 +176,9 @@ pub fn pacing_of(text: &str) -> Option<Pacing> {
     });
     let conn_limit = lower.contains("too many simultaneous connections")
         || lower.contains("too many connections")
+        || lower.contains("maximum number of connections")
         || lower.contains("[limit]")
-        || (lower.contains("bye") && lower.contains("connections") && lower.contains("too many"));
+        || (lower.contains("bye") && lower.contains("connections"));
     let busy = lower.contains("[throttled]")
         || lower.contains("[unavailable]")
         || lower.contains("request is throttled");
@@ -270,6 +272,12 @@ mod tests {
             pacing_of("NO [LIMIT] too many sessions")
                 .unwrap()
                 .conn_limit
+        );
+        let dovecot = "connection lost during LOGIN (server said BYE: Maximum number of connections from user+IP exceeded (mail_max_userip_connections=10))";
+        assert!(pacing_of(dovecot).unwrap().conn_limit);
+        assert_eq!(
+            pacing_of("connection lost (server said BYE: Connection closed. 14)"),
+            None
         );
         let t = pacing_of("SELECT: server said NO: [THROTTLED] slow down").unwrap();
         assert_eq!((t.backoff, t.conn_limit), (None, false));

@@ -88,15 +88,14 @@ impl Account {
         })
     }
 
-    /// Connections to open to this account: its own `connections`, else
-    /// the run's, at most its profile's cap.
+    /// Connections to open to this account: the run's (`--connections`),
+    /// at most the account's own `connections`, else its profile's cap.
+    /// Never more than the run's: `migrate` reserves that many per host.
     pub fn max_connections(&self, run: u16) -> u16 {
-        self.connections
-            .unwrap_or_else(|| match self.profile {
-                Some(p) => run.min(p.profile.max_connections),
-                None => run,
-            })
-            .max(1)
+        let cap = self
+            .connections
+            .or(self.profile.map(|p| p.profile.max_connections));
+        cap.map_or(run, |c| run.min(c)).max(1)
     }
 
     /// Who a daily budget belongs to: the provider's account (IMAP and

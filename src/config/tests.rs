@@ -261,7 +261,8 @@ fn explicit_settings_win_over_the_profile() {
     assert_eq!(g.server_url("x").unwrap().host, "127.0.0.1");
     assert_eq!(g.profile.unwrap().profile.name, "gmail");
     assert_eq!((g.daily_download, g.daily_upload), (Some(10 << 20), None));
-    assert_eq!(g.max_connections(4), 12);
+    assert_eq!(g.max_connections(4), 4, "never above the run's");
+    assert_eq!(g.max_connections(20), 12, "its own cap, not Gmail's 10");
     let h = acct(&c, "h").unwrap();
     assert_eq!(h.max_connections(4), 4);
     assert_eq!(h.max_connections(40), 10, "Gmail's cap");
