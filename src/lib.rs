@@ -26,6 +26,7 @@ pub mod mutf7;
 pub mod net;
 pub mod plan;
 pub mod pop3;
+pub mod provider;
 pub mod report;
 pub mod state;
 pub mod types;

@@ -85,6 +85,9 @@ pub enum Event {
     Error {
         message: String,
         exit_code: i32,
+        /// A budget stop (exit 5): when a rerun can go on, RFC 3339.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resume_at: Option<String>,
     },
     Summary(Summary),
 }
@@ -305,6 +308,26 @@ impl Reporter {
         }
     }
 
+    /// One job of `mailferry run` failed (the others go on): an `error`
+    /// event with the job's name (and `resume_at` for a budget stop), or
+    /// a line.
+    pub fn job_error(&self, job: &str, e: &crate::Error) {
+        if self.json {
+            let mut v = serde_json::json!({
+                "event": "error",
+                "job": job,
+                "message": e.to_string(),
+                "exit_code": e.exit_code() as i32,
+            });
+            if let Some(at) = e.resume_at() {
+                v["resume_at"] = at.into();
+            }
+            self.emit_value(&v);
+        } else {
+            self.line(&format!("job {job}: {e}"));
+        }
+    }
+
     /// Adds counts without a folder (e.g. POP3).
     pub fn add(&self, s: &Summary) {
         self.summary.lock().unwrap().add(s);
@@ -331,6 +354,7 @@ impl Reporter {
                 self.emit(Event::Error {
                     message: e.to_string(),
                     exit_code: code as i32,
+                    resume_at: e.resume_at(),
                 });
             } else {
                 eprintln!("mailferry: {e}");

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use super::Ctx;
+use super::governor::Governor;
 use super::message::normalize_message_id;
 use super::on_disk;
 use super::writer::{self, Incoming, WriterSetup};
@@ -41,6 +42,8 @@ struct Shared<'a> {
     sync_key: String,
     target: String,
     queue: Mutex<VecDeque<ListedFolder>>,
+    /// Pacing, connection caps and the account's download budget.
+    gov: Governor,
 }
 
 /// Runs the job. Errors before any folder starts (connect, auth, LIST) are
@@ -56,7 +59,9 @@ pub async fn run(job: &FetchJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
     };
     let target = super::maildir_target(&job.to);
     let account = url.account_key();
-    let (mut ctl, _info) = imap::connect(&cfg).await?;
+    let gov = Governor::new(state.clone(), &job.from, None, dry);
+    gov.watch(&cfg);
+    let (mut ctl, _info) = gov.first(ctx, async || imap::connect(&cfg).await).await?;
     let listed = ctl.list_folders().await?;
     let ns = ctl.namespace().await?;
     let listed = below_namespace(listed, &ns);
@@ -75,6 +80,7 @@ pub async fn run(job: &FetchJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
         account,
         target,
         queue: Mutex::new(VecDeque::new()),
+        gov,
     };
     for f in &folders {
         if let Some(w) = &f.warning {
@@ -107,16 +113,17 @@ pub async fn run(job: &FetchJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
     // Biggest folders first, so the pool finishes together.
     work.sort_by_key(|w| std::cmp::Reverse(w.0));
     *sh.queue.lock().unwrap() = work.into_iter().map(|(_, f)| f).collect();
-    let n = (ctx.settings.connections as usize)
+    let n = (job.from.max_connections(ctx.settings.connections) as usize)
         .min(sh.queue.lock().unwrap().len())
         .max(1);
     let connect = async || Ok(imap::connect(&sh.cfg).await?.0);
-    let sessions = super::pool::open(ctl, n, ctx, connect).await;
+    let sessions = super::pool::open(ctl, n, ctx, &sh.gov, connect).await;
     let results = futures_util::future::join_all(sessions.into_iter().map(|s| {
         super::pool::drain(
             s,
             &sh.queue,
             ctx,
+            &sh.gov,
             |f: &ListedFolder| f.name.to_string(),
             connect,
             async |s: &mut Session, f: &ListedFolder| sync_folder(s, f, &sh).await,
@@ -124,7 +131,9 @@ pub async fn run(job: &FetchJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
     }))
     .await;
     for r in results {
-        r?.logout(ctx.settings.timeouts.command).await;
+        if let Some(s) = r? {
+            s.logout(ctx.settings.timeouts.command).await;
+        }
     }
     Ok(())
 }
@@ -338,6 +347,12 @@ async fn sync_folder(s: &mut Session, f: &ListedFolder, sh: &Shared<'_>) -> Resu
             rep.folder_done(name, &sum);
             return Err(Error::Interrupted);
         }
+        if let Some(stop) = written.stop {
+            // A daily budget: what fitted is recorded; no sync point.
+            progress.finish();
+            rep.folder_done(name, &sum);
+            return Err(stop);
+        }
     }
     if !plan.set_flags.is_empty() {
         sum.flags_updated = carry_flags(md, &keywords, &f.name, fs.id, uv, &plan.set_flags, sh)?;
@@ -450,11 +465,13 @@ fn adopt(
         .record_batch(folder_id, &recs, sh.ctx.now)
 }
 
-/// What a body download stored, and whether it stopped for a signal.
+/// What a body download stored, and whether it stopped for a signal or
+/// a used-up daily budget.
 struct Copied {
     copied: u64,
     bytes: u64,
     interrupted: bool,
+    stop: Option<Error>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -469,6 +486,20 @@ async fn copy(
     progress: &Arc<crate::report::FolderProgress>,
     sh: &Shared<'_>,
 ) -> Result<(Copied, imap::FetchReport)> {
+    // As much as the daily download budget allows, booked before asking.
+    let budget = sh
+        .gov
+        .reserve(&msgs.iter().map(|m| m.size).collect::<Vec<_>>())?;
+    let msgs = &msgs[..budget.fits];
+    if msgs.is_empty() && budget.stop.is_some() {
+        let none = Copied {
+            copied: 0,
+            bytes: 0,
+            interrupted: false,
+            stop: budget.stop,
+        };
+        return Ok((none, imap::FetchReport::default()));
+    }
     let (tx, rx) = mpsc::channel::<Incoming>(32);
     let writer = writer::spawn(
         WriterSetup {
@@ -525,10 +556,13 @@ async fn copy(
     let written = writer
         .await
         .map_err(|e| Error::State(format!("writer thread failed: {e}")))??;
+    let moved = fetched.as_ref().map_or(written.bytes, |r| r.bytes);
+    sh.gov.settle(&budget, moved)?;
     let copied = Copied {
         copied: written.copied,
         bytes: written.bytes,
         interrupted,
+        stop: budget.stop,
     };
     if interrupted {
         return Ok((copied, imap::FetchReport::default()));

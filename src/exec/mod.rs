@@ -2,6 +2,7 @@
 //! each finished action in the state, only after it is durable on the
 //! target. One module per job shape; they share the Maildir writer.
 
+mod governor;
 mod imap_fetch;
 mod message;
 mod on_disk;

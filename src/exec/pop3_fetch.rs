@@ -44,6 +44,8 @@ struct Shared<'a> {
     sync_key: String,
     target: String,
     inbox: FolderName,
+    /// The account's daily download budget (Gmail's covers POP3 too).
+    gov: super::governor::Governor,
 }
 
 /// One message of this session's listing (also push's POP3 source).
@@ -78,6 +80,7 @@ pub async fn run(job: &FetchJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
         account,
         target,
         inbox: FolderName::inbox(),
+        gov: super::governor::Governor::new(state.clone(), &job.from, None, dry),
     };
     let (mut c, _info) = pop3::connect(&sh.cfg).await?;
     // The state's view loads on another thread while the server lists:
@@ -90,6 +93,7 @@ pub async fn run(job: &FetchJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
         match sync(c, &sh, preloaded.take()).await {
             Ok(()) => return Ok(()),
             Err(Error::Interrupted) => return Err(Error::Interrupted),
+            Err(e @ Error::Budget { .. }) => return Err(e),
             Err(e) if e.is_transient() && attempt == 0 => {
                 attempt += 1;
                 ctx.reporter.warning(
@@ -238,7 +242,7 @@ async fn sync(
     }
     if !plan.copy.is_empty() {
         let by_uidl: HashMap<&Uidl, &Listed> = listing.iter().map(|m| (&m.uidl, m)).collect();
-        let todo: Vec<Listed> = plan
+        let mut todo: Vec<Listed> = plan
             .copy
             .iter()
             .filter_map(|m| match &m.key {
@@ -246,7 +250,16 @@ async fn sync(
                 MsgKey::Uid(_) => None,
             })
             .collect();
-        let out = copy(&mut c, md, folder_id, &todo, &progress, sh).await;
+        // As much as the daily download budget allows, booked first.
+        let budget = sh
+            .gov
+            .reserve(&todo.iter().map(|m| m.size).collect::<Vec<_>>())?;
+        todo.truncate(budget.fits);
+        let mut out = copy(&mut c, md, folder_id, &todo, &progress, sh).await;
+        sh.gov.settle(&budget, out.bytes)?;
+        if out.result.is_ok() && !out.interrupted {
+            out.result = budget.stop.map_or(Ok(()), Err);
+        }
         sum.copied += out.copied;
         sum.bytes += out.bytes;
         for (uidl, why) in &out.failed {

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::governor::Governor;
 use super::message::{MessageHeaders, normalize_message_id};
 use super::source::{Body, Since, Source, SourceSpec, ids, state_key};
 use super::{Ctx, pool};
@@ -72,6 +73,8 @@ struct Shared<'a> {
     queue: Mutex<VecDeque<Work>>,
     started: Instant,
     sent: AtomicU64,
+    /// Pacing, connection caps, and the budgets of both accounts.
+    gov: Governor,
 }
 
 /// How to open the source, its account key for the state, and the folder
@@ -113,8 +116,18 @@ pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Res
         .collect::<std::result::Result<_, _>>()
         .map_err(Error::Usage)?;
     let tcfg = job.to.server_config("--to", ctx.settings.timeouts)?;
-    let mut sctl = spec.connect().await?;
-    let (mut tctl, _) = imap::connect(&tcfg).await?;
+    let gov = Governor::new(
+        state.clone(),
+        &job.from,
+        Some(&job.to),
+        ctx.settings.dry_run,
+    );
+    gov.watch(&tcfg);
+    if let super::source::SourceSpec::Imap(c) = &spec {
+        gov.watch(c);
+    }
+    let mut sctl = gov.first(ctx, async || spec.connect().await).await?;
+    let (mut tctl, _) = gov.first(ctx, async || imap::connect(&tcfg).await).await?;
     let (folders, maps, twires) = folder_map(
         &mut sctl,
         &mut tctl,
@@ -209,8 +222,10 @@ pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Res
         queue: Mutex::new(work),
         started: Instant::now(),
         sent: AtomicU64::new(0),
+        gov,
     };
-    let n = (ctx.settings.connections as usize)
+    let n = (job.from.max_connections(ctx.settings.connections) as usize)
+        .min(job.to.max_connections(ctx.settings.connections) as usize)
         .min(sh.queue.lock().unwrap().len())
         .min(sh.spec.max_connections().unwrap_or(usize::MAX))
         .max(1);
@@ -219,12 +234,13 @@ pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Res
         let t = imap::connect(&sh.tcfg).await?.0;
         Ok((s, t))
     };
-    let conns = pool::open((sctl, tctl), n, ctx, connect).await;
+    let conns = pool::open((sctl, tctl), n, ctx, &sh.gov, connect).await;
     let results = futures_util::future::join_all(conns.into_iter().map(|c| {
         pool::drain(
             c,
             &sh.queue,
             ctx,
+            &sh.gov,
             |w: &Work| w.src.name.to_string(),
             connect,
             async |c: &mut (Source, Session), w: &Work| {
@@ -237,10 +253,11 @@ pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Res
     let mut first_err = None;
     for r in results {
         match r {
-            Ok((s, t)) => {
+            Ok(Some((s, t))) => {
                 s.logout(limit).await;
                 t.logout(limit).await;
             }
+            Ok(None) => {}
             Err(e) => {
                 first_err.get_or_insert(e);
             }
@@ -560,6 +577,7 @@ async fn push_folder(s: &mut Source, t: &mut Session, w: &Work, sh: &Shared<'_>)
     let tuv = tuv.expect("a real run has the target selected");
     let permanent = tsel.map(|x| x.permanent_flags).unwrap_or_default();
     let mut interrupted = false;
+    let mut stop = None;
     if !plan.copy.is_empty() {
         let c = copy(
             s, t, w, uv, folder_id, &target, &plan.copy, &permanent, &progress, sh,
@@ -569,6 +587,13 @@ async fn push_folder(s: &mut Source, t: &mut Session, w: &Work, sh: &Shared<'_>)
         sum.bytes += c.bytes;
         sum.failed += c.failed;
         interrupted = c.interrupted;
+        stop = c.stop;
+    }
+    if let Some(stop) = stop {
+        // A daily budget: what fitted is recorded; no sync point.
+        progress.finish();
+        rep.folder_done(name, &sum);
+        return Err(stop);
     }
     if !interrupted && !plan.set_flags.is_empty() {
         sum.flags_updated = carry_flags(t, &plan.set_flags, tuv, &permanent, sh).await?;
@@ -791,6 +816,8 @@ struct Copied {
     bytes: u64,
     failed: u64,
     interrupted: bool,
+    /// A daily budget allowed only part: the stop to return.
+    stop: Option<Error>,
 }
 
 /// Streams the bodies from the source into APPEND batches on the target
@@ -815,6 +842,11 @@ async fn copy(
         .target_wire
         .as_deref()
         .expect("target exists in a real run");
+    // As much as the daily budgets allow, booked before reading.
+    let budget = sh
+        .gov
+        .reserve(&msgs.iter().map(|m| m.size).collect::<Vec<_>>())?;
+    let msgs = &msgs[..budget.fits];
     let (tx, mut rx) = mpsc::channel::<Body>(64);
     let keys: Vec<MsgKey> = msgs.iter().map(|m| m.key.clone()).collect();
     let fetch = async {
@@ -828,6 +860,7 @@ async fn copy(
             bytes: 0,
             failed: 0,
             interrupted: false,
+            stop: None,
         };
         let max_batch = batch_limit(sh.job.max_rate);
         while let Some(first) = rx.recv().await {
@@ -889,6 +922,15 @@ async fn copy(
                                 ),
                             );
                         }
+                        if !a.lost_flags.is_empty() {
+                            rep.warning(
+                                Some(name),
+                                &format!(
+                                    "{key}: {} not kept: the target dropped it on APPEND and did not take it by UID STORE either",
+                                    a.lost_flags.join(" ")
+                                ),
+                            );
+                        }
                         if a.uid.is_none() {
                             rep.warning(
                                 Some(name),
@@ -934,12 +976,13 @@ async fn copy(
         Ok::<Copied, Error>(c)
     };
     let (fetched, uploaded) = tokio::join!(fetch, upload);
-    let c = uploaded?;
+    let mut c = uploaded?;
+    sh.gov.settle(&budget, c.bytes)?;
+    c.stop = budget.stop;
     if c.interrupted {
         return Ok(c);
     }
     let failed = fetched?;
-    let mut c = c;
     for (key, why) in &failed {
         let (u, l) = ids(key);
         rep.message_error(name, u, l, why);

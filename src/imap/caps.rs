@@ -82,6 +82,16 @@ impl Capabilities {
         self.has(&format!("AUTH={mech}"))
     }
 
+    /// The same capabilities minus `names` (quirks: an extension a
+    /// server advertises but does not implement safely).
+    pub fn without(&self, names: &[&str]) -> Capabilities {
+        Capabilities::from_atoms(
+            self.atoms
+                .iter()
+                .filter(|a| !names.iter().any(|n| a.eq_ignore_ascii_case(n))),
+        )
+    }
+
     /// Everything advertised, uppercased, for `mailferry check`.
     pub fn atoms(&self) -> &[String] {
         &self.atoms
@@ -113,5 +123,8 @@ mod tests {
         assert!(!c.starttls && !c.literal_minus && !c.compress);
         assert_eq!(c.auth_mechanisms(), vec!["PLAIN"]);
         assert!(Capabilities::parse("IMAP4rev1 QRESYNC").condstore);
+        let masked = c.without(&["CONDSTORE", "QRESYNC"]);
+        assert!(!masked.condstore && !masked.qresync && masked.uidplus);
+        assert!(!masked.has("CONDSTORE") && masked.has("ID"));
     }
 }

@@ -46,6 +46,7 @@ pub async fn connect(cfg: &ServerConfig) -> Result<(Session, ConnInfo)> {
         Io::new(stream, server.clone(), t.command),
         Capabilities::default(),
     );
+    s.io.pace = cfg.pace.clone();
     let (greeting, preauth, greet_caps) = net::timed(
         t.connect,
         &server,
@@ -85,11 +86,20 @@ pub async fn connect(cfg: &ServerConfig) -> Result<(Session, ConnInfo)> {
             Io::new(tls, server.clone(), t.command),
             Capabilities::default(),
         );
+        s.io.pace = cfg.pace.clone();
         s.refresh_capabilities().await?;
     }
 
     if !preauth {
         authenticate(&mut s, cfg).await?;
+    }
+    s.st.quirks = cfg.quirks;
+    if cfg.quirks.no_condstore {
+        // Advertised or not, never used: see `Quirks::no_condstore`.
+        s.st.caps = s.st.caps.without(&["CONDSTORE", "QRESYNC"]);
+    }
+    if s.st.caps.appendlimit.is_none() {
+        s.st.caps.appendlimit = cfg.quirks.append_limit;
     }
     s.enable(&["CONDSTORE", "QRESYNC"]).await?;
     let info = ConnInfo {
@@ -252,6 +262,14 @@ fn auth_result(
     let detail = challenge.map(|c| format!(" ({c})")).unwrap_or_default();
     match status {
         Status::Ok => Ok(text),
+        // "Too many simultaneous connections", [THROTTLED], [UNAVAILABLE]:
+        // the credentials were not judged. Not an authentication failure
+        // (exit 3, no retry) but a refusal for now that the governor
+        // handles (fewer connections, or a pause).
+        Status::No if crate::error::pacing_of(&text.display()).is_some() => Err(Error::protocol(
+            &s.io.server,
+            format!("{what}: server said NO: {}{detail}", text.display()),
+        )),
         Status::No => Err(Error::Auth {
             server: s.io.server.clone(),
             msg: format!("{what}: {}{detail}", text.display()),

@@ -23,6 +23,8 @@ const MAX_SET_BYTES: usize = 7000;
 pub struct MessageMeta {
     pub uid: Uid,
     pub flags: Flags,
+    /// RFC822.SIZE; 0 when the server did not tell (Yahoo), which
+    /// planning takes as unknown, not as a size.
     pub size: u64,
     /// INTERNALDATE as Unix seconds (its zone applied).
     pub internal_date: i64,
@@ -56,7 +58,8 @@ pub struct FetchedMessage {
     pub flags: Flags,
     /// INTERNALDATE as Unix seconds.
     pub internal_date: i64,
-    /// RFC822.SIZE as the server reported it.
+    /// RFC822.SIZE as the server reported it, or the body's length when
+    /// it reported none or 0.
     pub size: u64,
     pub body: Vec<u8>,
 }
@@ -359,7 +362,44 @@ impl Session {
         .await?;
         out.sort_by_key(|h| h.uid);
         out.dedup_by_key(|h| h.uid);
+        self.size_unsized(&mut out).await?;
         Ok(out)
+    }
+
+    /// Gives the messages whose RFC822.SIZE came back 0 (Yahoo: "{0}
+    /// sizes") their real size, the length of their body, so matching by
+    /// Message-ID + size and verify never take 0 for a size. Costs a
+    /// download of just those messages; none on a server that tells.
+    async fn size_unsized(&mut self, heads: &mut [HeaderInfo]) -> Result<()> {
+        let zero: Vec<Uid> = heads
+            .iter()
+            .filter(|h| h.size == 0)
+            .map(|h| h.uid)
+            .collect();
+        if zero.is_empty() {
+            return Ok(());
+        }
+        let (tx, mut rx) = mpsc::channel::<FetchedMessage>(8);
+        let collect = async move {
+            let mut sizes = std::collections::HashMap::new();
+            while let Some(m) = rx.recv().await {
+                sizes.insert(m.uid, m.body.len() as u64);
+            }
+            sizes
+        };
+        let fetch = async {
+            let r = self.fetch_bodies(&zero, &tx).await;
+            drop(tx);
+            r
+        };
+        let (r, sizes) = tokio::join!(fetch, collect);
+        r?;
+        for h in heads.iter_mut() {
+            if let Some(&n) = sizes.get(&h.uid) {
+                h.size = n;
+            }
+        }
+        Ok(())
     }
 
     /// Downloads `uids` (compact sets, ≤1000 per command, two commands in
@@ -377,10 +417,11 @@ impl Session {
         tx: &mpsc::Sender<FetchedMessage>,
     ) -> Result<FetchReport> {
         let requested = UidSet::from_uids(uids.iter().copied());
+        let item = self.st.quirks.body_item.wire();
         let cmds: Vec<String> = requested
             .chunks(BODY_CHUNK, MAX_SET_BYTES)
             .iter()
-            .map(|c| format!("UID FETCH {c} (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])"))
+            .map(|c| format!("UID FETCH {c} (UID FLAGS INTERNALDATE RFC822.SIZE {item})"))
             .collect();
         let mut report = FetchReport::default();
         let mut seen: HashSet<u32> = HashSet::with_capacity(requested.len().min(1 << 20) as usize);
@@ -485,7 +526,7 @@ fn body_from_fetch(
             "FLAGS" => flags = Some(flags_of(&v)),
             "INTERNALDATE" => date = v.text().map(|t| t.into_owned()),
             "RFC822.SIZE" => size = v.number(),
-            "BODY[]" => match v {
+            "BODY[]" | "RFC822" => match v {
                 Val::Str(s) => body = Some(s.into_owned()),
                 _ => nil_body = true,
             },
@@ -505,12 +546,19 @@ fn body_from_fetch(
     let fail = |why: String| Ok(Some(Err((uid, why))));
     let r: Result<Option<_>> = match (body, date.as_deref().and_then(parse_internal_date)) {
         (None, _) => fail("server returned NIL for BODY[]".into()),
+        // No mail is 0 bytes (Dovecot refuses to store one): a server
+        // glitch, never a message to store and count as copied.
+        (Some(b), _) if b.is_empty() => {
+            fail("server returned an empty body ({0}); not stored, the next run asks again".into())
+        }
         (Some(_), None) => fail(format!("missing or bad INTERNALDATE {date:?}")),
         (Some(body), Some(internal_date)) => Ok(Some(Ok(FetchedMessage {
             uid,
             flags: flags.unwrap_or_default(),
             internal_date,
-            size: size.unwrap_or(body.len() as u64),
+            // RFC822.SIZE 0 (Yahoo) is "unknown", never a size: the bytes
+            // fetched are the size.
+            size: size.filter(|&n| n > 0).unwrap_or(body.len() as u64),
             body,
         }))),
     };

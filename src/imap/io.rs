@@ -36,6 +36,8 @@ pub(crate) struct Io {
     pub bytes_out: u64,
     /// Set after EOF or a read/write error: the session is unusable.
     pub broken: bool,
+    /// A pause the account's server asked for: nothing is sent before it.
+    pub pace: crate::imap::Pace,
     next_tag: u64,
     /// Reads land here first. Reading straight into `buf`'s spare capacity
     /// made the TLS stream zero all of it on every read (a memset of
@@ -58,6 +60,7 @@ impl Io {
             bytes_in: 0,
             bytes_out: 0,
             broken: false,
+            pace: Default::default(),
             next_tag: 1,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
         }
@@ -115,6 +118,7 @@ impl Io {
         if self.broken {
             return Err(self.lost());
         }
+        self.pace.wait().await;
         let data = std::mem::take(&mut self.wbuf);
         let n = data.len() as u64;
         let limit = self.read_timeout;

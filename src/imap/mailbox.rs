@@ -274,6 +274,10 @@ impl Session {
         if text.code_name().as_deref() == Some("READ-ONLY") {
             sel.read_only = true;
         }
+        if self.st.quirks.no_condstore {
+            // Yahoo sends one without CONDSTORE behind it: never a sync point.
+            sel.highestmodseq = None;
+        }
         let Some(uv) = uidvalidity else {
             return Err(Error::protocol(
                 &self.io.server,

@@ -107,6 +107,8 @@ fn cfg(port: u16, security: Security) -> ServerConfig {
             connect: Duration::from_secs(5),
             command: Duration::from_secs(2),
         },
+        quirks: Default::default(),
+        pace: Default::default(),
     }
 }
 

@@ -547,6 +547,9 @@ mod tests {
             secret: SecretSource::Default { env_var: "X" },
             tls: Default::default(),
             connections: None,
+            profile: None,
+            daily_download: None,
+            daily_upload: None,
         };
         PushJob {
             from: acct(from),

@@ -128,17 +128,18 @@ pub fn round3(s: f64) -> f64 {
 
 /// How bad an exit code is, for "the worst account decides": a signal
 /// first (the run did not finish), then what needs a person (config,
-/// credentials), then what may pass by itself (connection, lock), then
-/// missing messages.
+/// credentials), then what may pass by itself (connection, lock, a
+/// daily budget), then missing messages.
 pub fn severity(code: ExitCode) -> u8 {
     match code {
         ExitCode::Ok => 0,
         ExitCode::Partial => 1,
-        ExitCode::Locked => 2,
-        ExitCode::Connect => 3,
-        ExitCode::Auth => 4,
-        ExitCode::Usage => 5,
-        ExitCode::Interrupted => 6,
+        ExitCode::Budget => 2,
+        ExitCode::Locked => 3,
+        ExitCode::Connect => 4,
+        ExitCode::Auth => 5,
+        ExitCode::Usage => 6,
+        ExitCode::Interrupted => 7,
     }
 }
 

@@ -6,6 +6,7 @@
 //! again on the target by its identity. All writes take the time as `at`
 //! (unix seconds) so retention logic is testable with a fake clock.
 
+mod budget;
 mod schema;
 
 use crate::error::{Error, Result};

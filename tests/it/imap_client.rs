@@ -39,6 +39,8 @@ fn cfg(dv: &Dovecot, security: Security, port: u16, ca: bool) -> ServerConfig {
             connect: Duration::from_secs(10),
             command: Duration::from_secs(20),
         },
+        quirks: Default::default(),
+        pace: Default::default(),
     }
 }
 

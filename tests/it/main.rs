@@ -19,6 +19,7 @@ mod migrate;
 mod namespace;
 mod pop3_client;
 mod pop3_fake;
+mod providers;
 mod proxy;
 mod prune;
 mod push;

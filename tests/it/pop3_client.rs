@@ -39,6 +39,8 @@ fn config(dc: &Dovecot, security: Security, password: &str) -> ServerConfig {
             connect: Duration::from_secs(10),
             command: Duration::from_secs(30),
         },
+        quirks: Default::default(),
+        pace: Default::default(),
     }
 }
 

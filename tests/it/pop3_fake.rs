@@ -101,6 +101,8 @@ fn config(port: u16, security: Security, creds: Credentials) -> ServerConfig {
             connect: Duration::from_secs(5),
             command: Duration::from_secs(5),
         },
+        quirks: Default::default(),
+        pace: Default::default(),
     }
 }
 
