@@ -12,7 +12,11 @@
 //!
 //! A lease is never larger than the whole budget, so a message bigger than
 //! the budget waits until everything else is back and then goes alone:
-//! no reader can wait for bytes that it holds itself.
+//! no reader can wait for bytes that it holds itself. And no reader waits
+//! longer than [`WAIT_LIMIT`]: a consumer that keeps bodies (a test, a
+//! caller collecting messages) or a disk stalled for seconds then costs
+//! memory beyond the budget, never a hang. The budget bounds memory in
+//! practice; only progress is guaranteed.
 
 use std::sync::{Arc, OnceLock};
 
@@ -20,6 +24,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Accounting unit: leases are rounded up to whole KiB.
 const UNIT: usize = 1024;
+
+/// The longest a reader waits for bytes before it reads anyway.
+pub const WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The process's default budget: enough for every connection to keep its
 /// socket busy (a few MB each) and for the writer's batch in flight.
@@ -60,9 +67,12 @@ impl Budget {
         if want == 0 {
             return Lease::default();
         }
-        // The semaphore is never closed, so acquiring cannot fail.
-        Lease {
-            permit: self.sem.clone().acquire_many_owned(want).await.ok(),
+        // The semaphore is never closed, so acquiring cannot fail; past
+        // the wait limit the bytes are read without a lease.
+        let acquire = self.sem.clone().acquire_many_owned(want);
+        match tokio::time::timeout(WAIT_LIMIT, acquire).await {
+            Ok(p) => Lease { permit: p.ok() },
+            Err(_) => Lease::default(),
         }
     }
 
@@ -166,5 +176,14 @@ mod tests {
         drop(both);
         assert_eq!(b.available(), 8 * UNIT);
         assert_eq!(Lease::default().clone().bytes(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_whose_bytes_never_come_back_goes_on_after_the_wait_limit() {
+        let b = Budget::new(4 * UNIT);
+        let kept = b.lease(4 * UNIT, &[]).await; // a consumer that keeps it
+        let over = b.lease(UNIT, &[]).await; // waits WAIT_LIMIT (paused clock)
+        assert_eq!(over.bytes(), 0, "read without a lease");
+        assert_eq!(kept.bytes(), 4 * UNIT);
     }
 }

@@ -60,7 +60,9 @@ pub struct FetchedMessage {
     pub size: u64,
     pub body: Vec<u8>,
     /// The body's bytes in the process's memory budget; dropping it (with
-    /// the body, once written or sent on) lets the next one be read.
+    /// the body, once written or sent on) lets the next one be read. A
+    /// consumer that keeps bodies drops the lease, or the reader slows to
+    /// one message per [`crate::flow::WAIT_LIMIT`].
     pub lease: crate::flow::Lease,
 }
 
