@@ -18,6 +18,7 @@ pub mod docs;
 pub mod endpoint;
 pub mod error;
 pub mod exec;
+pub mod flow;
 pub mod imap;
 pub mod interrupt;
 pub mod maildir;

@@ -540,6 +540,7 @@ async fn copy(
                 date: Some(m.internal_date),
                 flags: m.flags,
                 body: m.body,
+                lease: m.lease,
             };
             if tx.send(inc).await.is_err() {
                 break;

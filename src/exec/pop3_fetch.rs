@@ -23,6 +23,7 @@ use super::writer::{self, Incoming, WriterSetup};
 use crate::config::{FetchJob, Retention, rfc3339};
 use crate::endpoint::ServerConfig;
 use crate::error::{Error, Result};
+use crate::flow::Lease;
 use crate::maildir::{Maildir, SourceKey, account_tag};
 use crate::plan::{self, Known, LocalFile, MsgKey, SourceMsg};
 use crate::pop3::{self, Pop3Client};
@@ -533,7 +534,7 @@ async fn copy(
     if fetched.is_ok() && !leftover.is_empty() && !sink.stopped() {
         leftover.sort_unstable();
         fetched = c
-            .retr_each(&leftover, async |n, r| sink.deliver(n, r).await)
+            .retr_each(&leftover, async |n, r, l| sink.deliver(n, r, l).await)
             .await;
     }
     let Sink {
@@ -674,7 +675,7 @@ struct Sink<'a> {
 impl Sink<'_> {
     /// Passes on message `msgno` (first session's number); false once
     /// nothing more is wanted.
-    async fn deliver(&self, msgno: u32, result: Result<Vec<u8>>) -> bool {
+    async fn deliver(&self, msgno: u32, result: Result<Vec<u8>>, lease: Lease) -> bool {
         if self.interrupt.is_set() {
             self.interrupted.store(true, Ordering::Relaxed);
             self.stopped.store(true, Ordering::Relaxed);
@@ -696,6 +697,7 @@ impl Sink<'_> {
                     flags: Flags::default(),
                     date: None,
                     size: m.size,
+                    lease,
                 };
                 if self.tx.send(inc).await.is_err() {
                     self.stopped.store(true, Ordering::Relaxed);
@@ -723,7 +725,7 @@ async fn first_share(c: &mut Pop3Client, queue: &Chunks<'_>, sink: &Sink<'_>) ->
         && let Some(chunk) = queue.take()
     {
         let msgnos: Vec<u32> = chunk.iter().map(|m| m.msgno).collect();
-        c.retr_each(&msgnos, async |n, r| sink.deliver(n, r).await)
+        c.retr_each(&msgnos, async |n, r, l| sink.deliver(n, r, l).await)
             .await?;
     }
     Ok(())
@@ -771,8 +773,8 @@ async fn extra_share(sh: &Shared<'_>, queue: &Chunks<'_>, sink: &Sink<'_>) -> Ve
         // Hands the messages on under the first session's numbers; what
         // is left in `back` was never delivered.
         let fetched = session
-            .retr_each(&list, async |n, result| match back.remove(&n) {
-                Some(m) => sink.deliver(m.msgno, result).await,
+            .retr_each(&list, async |n, result, lease| match back.remove(&n) {
+                Some(m) => sink.deliver(m.msgno, result, lease).await,
                 None => true,
             })
             .await;

@@ -897,6 +897,11 @@ async fn copy(
                     )
                 })
                 .collect();
+            // The bodies stay in the memory budget until they are sent.
+            let leases: Vec<crate::flow::Lease> = batch
+                .iter_mut()
+                .map(|m| std::mem::take(&mut m.lease))
+                .collect();
             let results = t
                 .append_batch(
                     wire,
@@ -908,6 +913,7 @@ async fn copy(
                     }),
                 )
                 .await?;
+            drop(leases);
             let mut recs = Vec::new();
             let mut busy: Option<Error> = None;
             for ((key, size, date, flags, mid, digest), r) in heads.into_iter().zip(results) {

@@ -80,6 +80,8 @@ struct LocalEntry {
     flags: Flags,
     /// mtime, unix seconds.
     date: i64,
+    /// Wire size (CRLF line ends), for the memory budget.
+    size: u64,
 }
 
 /// A POP3 source: its one mailbox's listing by UIDL.
@@ -119,6 +121,8 @@ pub(super) struct Body {
     /// Arrival date for APPEND, unix seconds; `None`: the server's now.
     pub date: Option<i64>,
     pub flags: Flags,
+    /// The body's bytes in the memory budget, until it has been sent on.
+    pub lease: crate::flow::Lease,
 }
 
 /// A message's reconciliation facts: normalized Message-ID and wire size.
@@ -376,6 +380,7 @@ impl Source {
                             date: Some(m.internal_date),
                             flags: m.flags,
                             body: m.body,
+                            lease: m.lease,
                         };
                         if tx.send(b).await.is_err() {
                             break;
@@ -397,6 +402,7 @@ impl Source {
                         failed.push((k.clone(), "not in the folder listing".into()));
                         continue;
                     };
+                    let lease = crate::flow::global().lease(e.size as usize, &[]).await;
                     match m.read(k).await {
                         Some(Ok(body)) => {
                             let b = Body {
@@ -405,6 +411,7 @@ impl Source {
                                 body,
                                 date: Some(e.date),
                                 flags: e.flags,
+                                lease,
                             };
                             if tx.send(b).await.is_err() {
                                 break;
@@ -450,6 +457,7 @@ impl Source {
                                     date: MessageHeaders::parse(&body).date,
                                     flags: Flags::default(),
                                     body,
+                                    lease: f.lease,
                                 };
                                 if tx.send(b).await.is_err() {
                                     break;
@@ -561,6 +569,7 @@ impl MaildirSource {
             open.insert(
                 l.unique,
                 LocalEntry {
+                    size: l.vsize.unwrap_or(l.size),
                     path: l.path,
                     flags,
                     date,

@@ -29,6 +29,8 @@ pub struct Incoming {
     pub date: Option<i64>,
     /// Size as the source reports it (RFC822.SIZE, POP3 LIST).
     pub size: u64,
+    /// The body's share of the memory budget, given back once it is written.
+    pub lease: crate::flow::Lease,
 }
 
 /// Where and how to write.
@@ -112,6 +114,8 @@ pub fn spawn(
                 mtime.or(Some(SystemTime::now())),
                 setup.into_new,
             )?;
+            // Written (in the page cache): the bytes may be read again.
+            drop(m.lease);
             setup.progress.inc(m.body.len() as u64);
             out.bytes += m.body.len() as u64;
             pending_bytes += m.body.len();

@@ -171,7 +171,7 @@ impl Session {
             if self.nonsync_ok(len) {
                 self.io
                     .queue(format!("{tag} {line} {{{len}+}}\r\n").as_bytes());
-                self.io.queue(&body);
+                self.io.send_payload(&body).await?;
                 self.io.queue(b"\r\n");
                 inflight.push_back((tag, idx, len));
                 if self.io.queued() >= FLUSH_BYTES {
@@ -218,7 +218,7 @@ impl Session {
                 if refused {
                     continue;
                 }
-                self.io.queue(&body);
+                self.io.send_payload(&body).await?;
                 self.io.queue(b"\r\n");
                 inflight.push_back((tag, idx, len));
             }
@@ -322,7 +322,7 @@ impl Session {
                 for (_, opts, body) in groups[next] {
                     self.io
                         .queue(format!("{opts} {{{}+}}\r\n", body.len()).as_bytes());
-                    self.io.queue(body);
+                    self.io.send_payload(body).await?;
                 }
                 self.io.queue(b"\r\n");
                 inflight.push_back((tag, next));

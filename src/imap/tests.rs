@@ -233,6 +233,94 @@ async fn fetch_bodies_reports_missing_nil_and_unsolicited() {
     assert!(ch.flags[0].flags.flagged);
 }
 
+/// A body of `n` bytes with a pattern that shows any byte out of place.
+fn pattern(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| match i % 80 {
+            78 => b'\r',
+            79 => b'\n',
+            k => b'!' + ((i / 80 + k) as u8 ^ seed) % 90,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn large_bodies_are_read_into_their_own_buffers_byte_for_byte() {
+    // Bodies above and below the detach size, back to back in one reply
+    // (so reads end inside literals and bring the next response with
+    // them), a server text that looks like our own marker, and a second
+    // literal in one response.
+    let big1 = pattern(300_000, 1);
+    let big2 = pattern(65 * 1024, 2);
+    let small = pattern(1000, 3);
+    let (b1, b2, sm) = (big1.clone(), big2.clone(), small.clone());
+    let port = fake(&greeting(), move |tag, cmd| {
+        login(tag, cmd).unwrap_or_else(|| {
+            let date = "\"17-Jul-1996 02:44:25 -0700\"";
+            let mut r = Vec::new();
+            for (uid, body) in [(1, &b1), (2, &sm), (3, &b2)] {
+                r.extend_from_slice(
+                    format!(
+                        "* {uid} FETCH (UID {uid} FLAGS ({{@0}}) INTERNALDATE {date} BODY[] {{{}}}\r\n",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+                r.extend_from_slice(body);
+                r.extend_from_slice(format!(" BODY[HEADER] {{{}}}\r\n", b2.len()).as_bytes());
+                r.extend_from_slice(&b2);
+                r.extend_from_slice(b")\r\n");
+            }
+            r.extend_from_slice(format!("{tag} OK done\r\n").as_bytes());
+            Act::Reply(String::from_utf8(r).unwrap())
+        })
+    })
+    .await;
+    let (mut s, _) = connect(&cfg(port, Security::Plaintext)).await.unwrap();
+    s.select("INBOX").await.unwrap();
+    let (tx, mut rx) = mpsc::channel(8);
+    let r = s
+        .fetch_bodies(&[Uid(1), Uid(2), Uid(3)], &tx)
+        .await
+        .unwrap();
+    drop(tx);
+    assert_eq!(r.delivered, 3, "{r:?}");
+    let mut got = Vec::new();
+    while let Some(m) = rx.recv().await {
+        got.push((m.uid, m.size, m.body));
+    }
+    assert_eq!(
+        got,
+        vec![
+            (Uid(1), big1.len() as u64, big1),
+            (Uid(2), small.len() as u64, small),
+            (Uid(3), big2.len() as u64, big2),
+        ],
+        "bodies differ"
+    );
+    // The session is in step: the next command works.
+    s.noop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_connection_cut_inside_a_large_body_is_connection_lost() {
+    let port = fake(&greeting(), |tag, cmd| {
+        login(tag, cmd).unwrap_or_else(|| {
+            let mut b = b"* 1 FETCH (UID 1 FLAGS () INTERNALDATE \"01-Jan-2020 00:00:00 +0000\" RFC822.SIZE 500000 BODY[] {500000}\r\n".to_vec();
+            b.extend_from_slice(&pattern(200_000, 4));
+            Act::ReplyAndClose(b)
+        })
+    })
+    .await;
+    let (mut s, _) = connect(&cfg(port, Security::Plaintext)).await.unwrap();
+    s.select("INBOX").await.unwrap();
+    let (tx, mut rx) = mpsc::channel(4);
+    let e = s.fetch_bodies(&[Uid(1)], &tx).await.unwrap_err();
+    assert!(matches!(e, Error::Connect { .. }), "{e}");
+    drop(tx);
+    assert!(rx.recv().await.is_none(), "a partial body was delivered");
+}
+
 #[tokio::test]
 async fn starttls_not_offered_is_refused() {
     let port = fake("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n", |tag, _| {

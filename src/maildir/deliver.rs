@@ -240,7 +240,11 @@ impl Batch {
         into_new: bool,
     ) -> Result<StoredFile> {
         let mut p = self.begin(key, flags, mtime, into_new)?;
-        p.write_all(msg)?;
+        // In pieces, so converting line endings needs a buffer of one
+        // piece, not a second copy of a 30 MB message.
+        for piece in msg.chunks(PUT_PIECE) {
+            p.write_all(piece)?;
+        }
         p.finish()
     }
 
@@ -377,6 +381,9 @@ impl Drop for Batch {
         }
     }
 }
+
+/// What [`Batch::put`] hands to [`PendingFile::write_all`] at a time.
+const PUT_PIECE: usize = 256 * 1024;
 
 /// A message being written to tmp/. Dropping it without
 /// [`PendingFile::finish`] removes the partial file.
