@@ -102,6 +102,10 @@ pub struct Reporter {
     started: Instant,
     summary: Mutex<Summary>,
     out: Mutex<Box<dyn Write + Send>>,
+    /// Whether a fatal error also goes to stderr (SPEC §4: always, also
+    /// with `--json`); off for a reporter whose caller reports the error
+    /// in its own words (one `migrate` account).
+    fatal_to_stderr: bool,
 }
 
 /// Progress of one folder: a bar on a terminal, nothing otherwise.
@@ -167,7 +171,16 @@ impl Reporter {
             started: Instant::now(),
             summary: Mutex::new(Summary::default()),
             out: Mutex::new(out),
+            fatal_to_stderr: true,
         }
+    }
+
+    /// A reporter whose fatal error is left to the caller to show on
+    /// stderr (still a JSON `error` event with `--json`): `migrate`
+    /// prints one line per failed account, naming it.
+    pub fn fatal_not_on_stderr(mut self) -> Reporter {
+        self.fatal_to_stderr = false;
+        self
     }
 
     /// True when `--dry-run` (or `plan`) is in force.
@@ -327,14 +340,7 @@ impl Reporter {
             None => ExitCode::Ok,
         };
         if let Some(e) = fatal.filter(|e| !matches!(e, crate::Error::Reported(_))) {
-            if self.json {
-                self.emit(Event::Error {
-                    message: e.to_string(),
-                    exit_code: code as i32,
-                });
-            } else {
-                eprintln!("mailferry: {e}");
-            }
+            self.fatal(None, e);
         }
         if self.json {
             self.emit(Event::Summary(s));
@@ -356,6 +362,25 @@ impl Reporter {
             );
         }
         code
+    }
+
+    /// A fatal error (of the run, or with `job` of one job of `mailferry
+    /// run`): one line on stderr, which cron mails, whatever the output
+    /// mode (SPEC §4), and with `--json` an `error` event on stdout too.
+    pub fn fatal(&self, job: Option<&str>, e: &crate::Error) {
+        let message = match job {
+            Some(j) => format!("job {j}: {e}"),
+            None => e.to_string(),
+        };
+        if self.json {
+            self.emit(Event::Error {
+                message: message.clone(),
+                exit_code: e.exit_code() as i32,
+            });
+        }
+        if self.fatal_to_stderr {
+            self.line(&format!("mailferry: {message}"));
+        }
     }
 
     /// The summary so far (tests and `run` across jobs).

@@ -142,11 +142,14 @@ pub async fn run(
     while let Some((index, line, err)) = stream.next().await {
         let k = done.fetch_add(1, Ordering::Relaxed) + 1;
         reporter.add(&line.summary());
-        if settings.json {
-            if let Ok(v) = serde_json::to_value(&line) {
-                reporter.emit_value(&v);
-            }
-        } else if chatty || (line.outcome == Outcome::Failed && !settings.quiet) {
+        if settings.json
+            && let Ok(v) = serde_json::to_value(&line)
+        {
+            reporter.emit_value(&v);
+        }
+        // A failed account is one line on stderr, also with --json (SPEC
+        // §4: cron mails stderr); its own reporter leaves that to us.
+        if chatty || (line.outcome == Outcome::Failed && !settings.quiet) {
             reporter.line(&format!(
                 "[{k}/{total}] {}: {}, {} copied ({}) in {:.1} s{}",
                 line.id,
@@ -492,7 +495,7 @@ async fn run_account(p: Planned, sh: Arc<Shared>) -> (AccountLine, Option<Error>
             }
         }
     };
-    let rep = Reporter::with_output(&settings, out);
+    let rep = Reporter::with_output(&settings, out).fatal_not_on_stderr();
     let ctx = crate::exec::Ctx {
         settings: &settings,
         reporter: &rep,

@@ -12,6 +12,7 @@ mod fetch_pop3;
 mod generated_docs;
 mod harness_smoke;
 mod imap_client;
+mod json_errors;
 mod migrate;
 mod namespace;
 mod pop3_client;

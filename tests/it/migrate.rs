@@ -336,10 +336,21 @@ fn shards_side_by_side_are_disjoint_complete_and_a_bad_account_decides_the_exit_
         let bad = lines.iter().find(|l| l["id"] == "bad");
         let want = if bad.is_some() { 3 } else { 0 };
         assert_eq!(r.code, want, "shard {i}: {}{}", r.stdout, r.stderr);
+        // Also with --json, a failed account is one line on stderr,
+        // naming it (issue 13 item 7); the others print nothing there.
+        let errs: Vec<&str> = r.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         if let Some(bad) = bad {
             assert_eq!(bad["outcome"], "failed");
             assert_eq!(bad["exit_code"], 3);
             assert!(!r.stdout.contains("not-the-password"));
+            assert_eq!(errs.len(), 1, "shard {i}: {}", r.stderr);
+            assert!(
+                errs[0].contains("] bad: failed") && errs[0].contains("authentication failed"),
+                "{}",
+                r.stderr
+            );
+        } else {
+            assert!(errs.is_empty(), "shard {i}: {}", r.stderr);
         }
         for l in lines.iter().filter(|l| l["id"] != "bad") {
             assert_eq!(l["outcome"], "ok", "shard {i}: {l}");
