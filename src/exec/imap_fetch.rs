@@ -252,7 +252,8 @@ async fn sync_folder(s: &mut Session, f: &ListedFolder, sh: &Shared<'_>) -> Resu
         complete.then(|| source.iter().map(|m| m.key.clone()).collect());
 
     if dry {
-        sum.copied = plan.copy.len() as u64 + plan.adopt.len() as u64;
+        sum.copied = plan.copy.len() as u64;
+        sum.matched = plan.adopt.len() as u64;
         sum.bytes = plan.copy_bytes();
         sum.flags_updated = plan.set_flags.len() as u64;
         let mut dels = plan::source_deletions(
@@ -282,7 +283,7 @@ async fn sync_folder(s: &mut Session, f: &ListedFolder, sh: &Shared<'_>) -> Resu
 
     if !plan.adopt.is_empty() {
         adopt(&plan.adopt, fs.id, uv, sh)?;
-        sum.copied += plan.adopt.len() as u64;
+        sum.matched += plan.adopt.len() as u64;
     }
     if !plan.copy.is_empty() {
         let r = copy(s, md, &f.name, fs.id, uv, &plan.copy, &progress, sh).await;

@@ -121,6 +121,8 @@ pub async fn run_job(job: &crate::config::Job, command: &str, ctx: &Ctx<'_>) -> 
                 .begin_run(command, Some(&job.name), ctx.now)?,
         )
     };
+    ctx.reporter
+        .begin_job(matches!(job.kind, JobKind::Verify(_)));
     let before = ctx.reporter.summary();
     let result = match &job.kind {
         JobKind::Fetch(f) => match &f.from.endpoint {

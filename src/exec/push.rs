@@ -524,7 +524,7 @@ async fn push_folder(s: &mut Source, t: &mut Session, w: &Work, sh: &Shared<'_>)
             );
         }
     }
-    sum.copied += adopted.len() as u64;
+    sum.matched += adopted.len() as u64;
     // Over the target's APPENDLIMIT (RFC 7889): refused before the body is
     // even read. Reported (and the folder left incomplete, so the next run
     // looks again) until the limit or the message changes.

@@ -151,11 +151,12 @@ pub async fn run(
         // §4: cron mails stderr); its own reporter leaves that to us.
         if chatty || (line.outcome == Outcome::Failed && !settings.quiet) {
             reporter.line(&format!(
-                "[{k}/{total}] {}: {}, {} copied ({}) in {:.1} s{}",
+                "[{k}/{total}] {}: {}, {} copied ({}), {} matched in {:.1} s{}",
                 line.id,
                 line.outcome.as_str(),
                 line.copied,
                 crate::report::human_bytes(line.bytes),
+                line.matched,
                 line.seconds,
                 line.error
                     .as_deref()
@@ -412,6 +413,7 @@ fn blank_line(
             _ => err.exit_code() as i32,
         },
         copied: 0,
+        matched: 0,
         flags_updated: 0,
         skipped: 0,
         failed: 0,
@@ -528,6 +530,7 @@ async fn run_account(p: Planned, sh: Arc<Shared>) -> (AccountLine, Option<Error>
         outcome,
         exit_code: code as i32,
         copied: s.copied,
+        matched: s.matched,
         flags_updated: s.flags_updated,
         skipped: s.skipped,
         failed: s.failed,

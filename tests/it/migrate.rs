@@ -227,12 +227,24 @@ fn thirty_accounts_killed_mid_run_and_rerun_are_exact() {
         (Some(N as u64), Some(N as u64))
     );
     assert_eq!(ev.last().unwrap()["event"], "summary");
-    // What the killed run appended but had not recorded is adopted (and
-    // counted as copied), never appended again: assert_exact below.
-    let rerun = ev.last().unwrap()["copied"].as_u64().unwrap() as usize;
-    assert!(
-        rerun >= all - after_kill && rerun <= all,
-        "rerun copied {rerun}"
+    // What the killed run appended but had not recorded is adopted
+    // (counted as matched), never appended again: the rerun copies
+    // exactly what was missing (assert_exact below), and each account
+    // line agrees with the summary.
+    let last = ev.last().unwrap();
+    let rerun = last["copied"].as_u64().unwrap() as usize;
+    let matched = last["matched"].as_u64().unwrap() as usize;
+    assert_eq!(rerun, all - after_kill, "{last}");
+    assert!(rerun + matched <= all, "{last}");
+    let per_account = |k: &str| {
+        lines
+            .iter()
+            .map(|l| l[k].as_u64().unwrap() as usize)
+            .sum::<usize>()
+    };
+    assert_eq!(
+        (per_account("copied"), per_account("matched")),
+        (rerun, matched)
     );
     assert_exact(&a, &b, 0..N);
     let page = std::fs::read_to_string(&report).unwrap();

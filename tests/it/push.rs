@@ -448,11 +448,37 @@ fn no_duplicates_after_lost_state_or_uidvalidity_change_on_either_side() {
     assert_eq!(push(&env, &src, &dst, &[]).code, 0);
     assert_exact_copy(&dst, &spread);
 
-    // Lost state: everything is found on the target, nothing appended.
+    // Lost state: everything is found on the target, nothing appended:
+    // matched, not copied, per folder and in the summary (issue 13 item 6).
     std::fs::remove_dir_all(env.state().parent().unwrap()).unwrap();
     let r = push(&env, &src, &dst, &[]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_exact_copy(&dst, &spread);
+    let s = summary(&r);
+    assert_eq!(
+        (
+            s["copied"].as_u64(),
+            s["matched"].as_u64(),
+            s["bytes"].as_u64()
+        ),
+        (Some(0), Some(count(&spread) as u64), Some(0)),
+        "{}",
+        r.stdout
+    );
+    let done: Vec<serde_json::Value> = r
+        .json()
+        .into_iter()
+        .filter(|e| e["event"] == "folder_done")
+        .collect();
+    assert_eq!(done.len(), spread.len(), "{}", r.stdout);
+    for e in &done {
+        let (_, msgs) = spread
+            .iter()
+            .find(|(f, _)| e["folder"] == f.as_str())
+            .unwrap();
+        let want = (Some(0), Some(msgs.len() as u64));
+        assert_eq!((e["copied"].as_u64(), e["matched"].as_u64()), want, "{e}");
+    }
     // And the adopted records carry flags on: a flag change still travels.
     src.doveadm(&[
         "flags",
@@ -706,6 +732,58 @@ fn verify_lists_missing_and_extra_against_imap_and_maildir() {
         .collect();
     assert_eq!(extra.len(), 1, "{}", r.stdout);
     assert_eq!(summary(&r)["failed"], 1);
+    assert_eq!(summary(&r)["matched"], count(&spread) as u64 - 1);
+    assert_eq!(summary(&r)["copied"], 0);
+
+    // -v speaks verify's words (issue 13 item 6): per folder what is
+    // present, missing and extra, and that as the total; never copies.
+    let ca_file = ca(&env, &src, &dst);
+    let v = to_run(
+        env.cmd("unused")
+            .env("MAILFERRY_FROM_PASSWORD", src.password())
+            .env("MAILFERRY_TO_PASSWORD", dst.password())
+            .args([
+                "verify",
+                "-v",
+                "--from",
+                &src.url("imaps"),
+                "--to",
+                &dst.url("imaps"),
+            ])
+            .args(["--ca-file", &ca_file])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(v.code, 1, "{}{}", v.stdout, v.stderr);
+    let n = spread
+        .iter()
+        .find(|(f, _)| f == "Archive/2024")
+        .unwrap()
+        .1
+        .len();
+    assert!(
+        v.stderr.contains(&format!(
+            "Archive/2024 → Archive/2024: {} of {n} present ({} in the target), 1 missing, 0 extra",
+            n - 1,
+            n - 1
+        )),
+        "{}",
+        v.stderr
+    );
+    assert!(v.stderr.contains("Sent → Sent Items: "), "{}", v.stderr);
+    assert!(
+        v.stderr.lines().last().unwrap().starts_with(&format!(
+            "{} present, 1 missing, 1 extra in ",
+            count(&spread) - 1
+        )),
+        "{}",
+        v.stderr
+    );
+    assert!(
+        !v.stderr.contains("copied") && !v.stderr.contains("to copy"),
+        "{}",
+        v.stderr
+    );
 
     // Against a Maildir written by fetch.
     let md = env.path("backup");
