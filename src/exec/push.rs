@@ -153,14 +153,21 @@ pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Res
         }
     }
 
-    // Create (and subscribe) missing target folders, each once.
+    // Create (and subscribe) missing target folders, each once, parents
+    // before children: a server that makes the parent of a new child
+    // itself (Cyrus) would otherwise have it already, without its role.
     let mut wires: HashMap<FolderName, String> = twires;
     if !dry {
-        for m in &maps {
+        let mut todo: Vec<&FolderMap> = maps.iter().filter(|m| !m.exists).collect();
+        todo.sort_by(|a, b| a.target.as_str().cmp(b.target.as_str()));
+        for m in todo {
             if wires.contains_key(&m.target) {
                 continue;
             }
-            let w = tctl.create(&m.target).await?;
+            let (w, role) = tctl.create_with_role(&m.target, m.role).await?;
+            if let Some(why) = role_refused(m, &role) {
+                ctx.reporter.warning(Some(m.target.as_str()), &why);
+            }
             if let Err(e) = tctl.subscribe(&m.target).await {
                 ctx.reporter.warning(
                     Some(m.target.as_str()),
@@ -249,6 +256,21 @@ pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Res
     first_err.map_or(Ok(()), Err)
 }
 
+/// The warning for a created folder that did not get the role it was
+/// created for (the push goes on: the role is a convenience for clients).
+fn role_refused(m: &FolderMap, outcome: &imap::RoleOutcome) -> Option<String> {
+    let role = m.role?.attr();
+    match outcome {
+        imap::RoleOutcome::Refused(reply) => Some(format!(
+            "created without the special-use {role}: the server refused it ({reply})"
+        )),
+        imap::RoleOutcome::Existed => Some(format!(
+            "already existed, so it was not made the {role} folder"
+        )),
+        _ => None,
+    }
+}
+
 /// True when the source folder's STATUS matches the sync point recorded
 /// when it was last pushed to completion: nothing new, no flag changed.
 fn unchanged(st: &State, sync_key: &str, name: &FolderName, fs: &FolderStatus) -> Result<bool> {
@@ -314,20 +336,26 @@ fn report_map(ctx: &Ctx<'_>, maps: &[FolderMap]) {
     let rep = ctx.reporter;
     for m in maps {
         if rep.json() {
-            rep.emit_value(&serde_json::json!({
+            let mut v = serde_json::json!({
                 "event": "folder_map",
                 "folder": m.source.as_str(),
                 "target": m.target.as_str(),
                 "reason": m.reason.to_string(),
                 "create": !m.exists,
-            }));
+            });
+            if let Some(r) = m.role {
+                v["special_use"] = r.attr().into();
+            }
+            rep.emit_value(&v);
         } else if ctx.settings.dry_run || ctx.settings.verbose > 0 {
+            let created = match (m.exists, m.role) {
+                (true, _) => String::new(),
+                (false, None) => ", created".into(),
+                (false, Some(r)) => format!(", created as {}", r.attr()),
+            };
             rep.line(&format!(
-                "{} → {} ({}{})",
-                m.source,
-                m.target,
-                m.reason,
-                if m.exists { "" } else { ", created" }
+                "{} → {} ({}{created})",
+                m.source, m.target, m.reason
             ));
         }
     }

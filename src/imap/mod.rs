@@ -25,7 +25,7 @@ pub use codec::{
 };
 pub use connect::{ConnInfo, connect};
 pub use fetch::{FetchReport, FetchedMessage, HeaderInfo, MessageMeta, MetaListing};
-pub use mailbox::{FolderStatus, ListedFolder, Namespace, Selected, SpecialUse};
+pub use mailbox::{FolderStatus, ListedFolder, Namespace, RoleOutcome, Selected, SpecialUse};
 pub use session::{FlagChange, ServerChanges, Session};
 pub use write::{CopyUid, StoreMode};
 

@@ -21,4 +21,5 @@ mod proxy;
 mod prune;
 mod push;
 mod push_sources;
+mod special_use;
 mod status;

@@ -231,7 +231,7 @@ pub(crate) fn commands(dv: &Dovecot) -> Vec<String> {
 }
 
 /// All client input since [`clear_rawlog`], raw (message bodies too).
-fn client_input(dv: &Dovecot) -> String {
+pub(crate) fn client_input(dv: &Dovecot) -> String {
     let dir = dv.dir().join("home").join(dv.user()).join("rawlog");
     let mut out = String::new();
     for e in std::fs::read_dir(&dir).unwrap().flatten() {
