@@ -228,14 +228,18 @@ fn thirty_accounts_killed_mid_run_and_rerun_are_exact() {
     );
     assert_eq!(ev.last().unwrap()["event"], "summary");
     // What the killed run appended but had not recorded is adopted
-    // (counted as matched), never appended again: the rerun copies
-    // exactly what was missing (assert_exact below), and each account
-    // line agrees with the summary.
+    // (counted as matched), never appended again (assert_exact below):
+    // the rerun copies at most what was missing at the count (an APPEND
+    // the server finished after it is matched), and each account line
+    // agrees with the summary.
     let last = ev.last().unwrap();
     let rerun = last["copied"].as_u64().unwrap() as usize;
     let matched = last["matched"].as_u64().unwrap() as usize;
-    assert_eq!(rerun, all - after_kill, "{last}");
-    assert!(rerun + matched <= all, "{last}");
+    assert!(rerun <= all - after_kill, "{last}");
+    assert!(
+        rerun + matched >= all - after_kill && rerun + matched <= all,
+        "{last}"
+    );
     let per_account = |k: &str| {
         lines
             .iter()
