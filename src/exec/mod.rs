@@ -9,6 +9,7 @@ mod pop3_fetch;
 mod prune;
 mod push;
 mod source;
+mod stamp;
 mod verify;
 mod writer;
 

@@ -20,6 +20,7 @@ mod pop3_fake;
 mod proxy;
 mod prune;
 mod push;
+mod push_noop;
 mod push_sources;
 mod special_use;
 mod status;

@@ -281,6 +281,12 @@ fn unchanged_rerun_selects_nothing_and_a_changed_one_lists_only_the_changes() {
         !sc.iter().chain(&dc).any(|c| c.starts_with("UID ")),
         "no listing at all: {sc:?} {dc:?}"
     );
+    // Each side: one session, one LIST, one STATUS per folder at most.
+    for (side, c) in [("source", &sc), ("target", &dc)] {
+        let n = |w: &str| c.iter().filter(|x| x.starts_with(w)).count();
+        assert_eq!((n("LIST "), n("LOGOUT")), (1, 1), "{side}: {c:?}");
+        assert!(n("STATUS ") <= spread.len(), "{side}: {c:?}");
+    }
 
     // One flag change, one new message: only their folders are opened,
     // the source lists only what changed (CHANGEDSINCE), and the target
@@ -500,16 +506,26 @@ fn no_duplicates_after_lost_state_or_uidvalidity_change_on_either_side() {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(total(&dst, &spread), count(&spread));
 
-    // Target UIDVALIDITY change.
+    // Target UIDVALIDITY change: the source did not change, but the
+    // target's STATUS shows a UIDVALIDITY the records do not have, so the
+    // folder is not passed over: a full listing re-identifies the copies
+    // (matched, not appended), and then it is passed over again.
     dst.reset_uidvalidity(dst.user(), "INBOX");
     let r = push(&env, &src, &dst, &[]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(total(&dst, &spread), count(&spread));
+    let s = summary(&r);
+    assert_eq!(
+        (s["copied"].as_u64(), s["matched"].as_u64()),
+        (Some(0), Some(spread[0].1.len() as u64)),
+        "{}",
+        r.stdout
+    );
     let r = push(&env, &src, &dst, &[]);
     assert_eq!(summary(&r)["copied"], 0, "{}", r.stdout);
-    // The unchanged source folder was passed over; once it changes, the
-    // records of the old target UIDVALIDITY send it through a full
-    // listing that re-identifies the copies instead of appending them.
+    assert_eq!(summary(&r)["matched"], 0, "{}", r.stdout);
+    // Once the source folder changes, its records under the target's new
+    // UIDVALIDITY carry the flag change to the right copy.
     src.doveadm(&[
         "flags",
         "add",

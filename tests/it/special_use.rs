@@ -25,7 +25,7 @@ const FOLDERS: [(&str, Option<&str>); 7] = [
 
 /// Plain messages every server takes (Cyrus refuses some of the corpus's
 /// deliberately odd headers).
-fn simple(folder: &str, n: usize) -> Vec<Message> {
+pub(crate) fn simple(folder: &str, n: usize) -> Vec<Message> {
     (0..n)
         .map(|i| {
             let mid = format!("<{i}.{}@special-use.test>", folder.replace('/', "-"));
