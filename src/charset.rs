@@ -19,7 +19,12 @@ pub fn decode(charset: &str, bytes: &[u8]) -> String {
     if matches!(label.as_str(), "utf-8" | "utf8" | "us-ascii" | "ascii" | "") {
         return String::from_utf8_lossy(bytes).into_owned();
     }
-    if let Some(s) = iconv(iconv_name(&label), bytes) {
+    // The superset where the C library knows it (glibc does), else the
+    // label itself (musl knows "shift_jis" but not "CP932").
+    let superset = iconv_name(&label);
+    let converted = iconv(superset, bytes)
+        .or_else(|| (superset != label).then(|| iconv(&label, bytes)).flatten());
+    if let Some(s) = converted {
         return s;
     }
     match mail_parser::decoders::charsets::map::charset_decoder(label.as_bytes()) {
