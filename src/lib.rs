@@ -10,11 +10,13 @@
 
 pub mod app;
 pub mod bytes;
+pub mod charset;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod date;
 pub mod docs;
+pub mod encoded_word;
 pub mod endpoint;
 pub mod error;
 pub mod exec;

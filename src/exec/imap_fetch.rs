@@ -295,7 +295,8 @@ async fn sync_folder(s: &mut Session, f: &ListedFolder, sh: &Shared<'_>) -> Resu
         complete.then(|| source.iter().map(|m| m.key.clone()).collect());
 
     if dry {
-        sum.copied = plan.copy.len() as u64 + plan.adopt.len() as u64;
+        sum.copied = plan.copy.len() as u64;
+        sum.matched = plan.adopt.len() as u64;
         sum.bytes = plan.copy_bytes();
         sum.flags_updated = plan.set_flags.len() as u64;
         let mut dels = plan::source_deletions(
@@ -328,7 +329,7 @@ async fn sync_folder(s: &mut Session, f: &ListedFolder, sh: &Shared<'_>) -> Resu
 
     if !plan.adopt.is_empty() {
         adopt(md, &f.name, &keywords, &plan.adopt, fs.id, uv, sh)?;
-        sum.copied += plan.adopt.len() as u64;
+        sum.matched += plan.adopt.len() as u64;
     }
     if !plan.copy.is_empty() {
         let r = copy(
@@ -376,13 +377,18 @@ async fn sync_folder(s: &mut Session, f: &ListedFolder, sh: &Shared<'_>) -> Resu
         }
     }
     if sum.failed == 0 {
-        sh.state.lock().unwrap().set_folder_sync(
-            fs.id,
-            Some(uv),
-            sel.uidnext,
-            sel.highestmodseq,
-            sh.ctx.now,
-        )?;
+        // A message `--max-size`/`--since` held back must be seen by a
+        // later run without the filter: no sync point then, only the
+        // UIDVALIDITY, so the STATUS fast path does not pass the folder by.
+        let (uidnext, modseq) = if sum.skipped == 0 {
+            (sel.uidnext, sel.highestmodseq)
+        } else {
+            (None, None)
+        };
+        sh.state
+            .lock()
+            .unwrap()
+            .set_folder_sync(fs.id, Some(uv), uidnext, modseq, sh.ctx.now)?;
     }
     progress.finish();
     rep.folder_done(name, &sum);

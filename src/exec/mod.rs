@@ -11,6 +11,7 @@ mod pop3_fetch;
 mod prune;
 mod push;
 mod source;
+mod stamp;
 mod verify;
 mod writer;
 
@@ -123,6 +124,8 @@ pub async fn run_job(job: &crate::config::Job, command: &str, ctx: &Ctx<'_>) -> 
                 .begin_run(command, Some(&job.name), ctx.now)?,
         )
     };
+    ctx.reporter
+        .begin_job(matches!(job.kind, JobKind::Verify(_)));
     let before = ctx.reporter.summary();
     let result = match &job.kind {
         JobKind::Fetch(f) => match &f.from.endpoint {

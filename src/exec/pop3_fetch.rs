@@ -204,7 +204,8 @@ async fn sync(
     let present = || -> HashSet<MsgKey> { source.iter().map(|m| m.key.clone()).collect() };
 
     if dry {
-        sum.copied = (plan.copy.len() + plan.adopt.len()) as u64;
+        sum.copied = plan.copy.len() as u64;
+        sum.matched = plan.adopt.len() as u64;
         sum.bytes = plan.copy_bytes();
         let mut dels = plan::source_deletions(
             known.values(),
@@ -239,7 +240,7 @@ async fn sync(
 
     if !plan.adopt.is_empty() {
         adopt(&plan.adopt, folder_id, sh)?;
-        sum.copied += plan.adopt.len() as u64;
+        sum.matched += plan.adopt.len() as u64;
     }
     if !plan.copy.is_empty() {
         let by_uidl: HashMap<&Uidl, &Listed> = listing.iter().map(|m| (&m.uidl, m)).collect();

@@ -28,7 +28,7 @@ pub use codec::{
 pub use connect::{ConnInfo, connect};
 pub(crate) use fetch::header_value;
 pub use fetch::{FetchReport, FetchedMessage, HeaderInfo, MessageMeta, MetaListing};
-pub use mailbox::{FolderStatus, ListedFolder, Namespace, Selected, SpecialUse};
+pub use mailbox::{FolderStatus, ListedFolder, Namespace, RoleOutcome, Selected, SpecialUse};
 pub use pace::Pace;
 pub use quirks::{BodyItem, Quirks};
 pub use session::{FlagChange, ServerChanges, Session};

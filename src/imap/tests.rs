@@ -527,3 +527,111 @@ async fn status_many_is_pipelined_and_matched_by_name() {
     let a = r[2].as_ref().unwrap();
     assert_eq!((a.messages, a.highestmodseq.map(|m| m.0)), (7, Some(3)));
 }
+
+/// A fake target for [`Session::create_with_role`]: `caps` after login,
+/// the hierarchy delimiter `.`, and `reply(command)` for everything else:
+/// the response lines, `TAG` standing for the command's tag. Returns the
+/// port and the commands it saw.
+async fn role_target(
+    caps: &'static str,
+    reply: fn(&str) -> &'static str,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let port = fake(
+        &format!("* OK [CAPABILITY {caps}] fake\r\n"),
+        move |tag, cmd| {
+            if cmd.starts_with("AUTHENTICATE PLAIN ") {
+                return Act::Reply(format!("{tag} OK [CAPABILITY {caps}] in\r\n"));
+            }
+            if cmd == "LIST \"\" \"\"" {
+                return Act::Reply(format!(
+                    "* LIST (\\Noselect) \".\" \"\"\r\n{tag} OK done\r\n"
+                ));
+            }
+            log.lock().unwrap().push(cmd.to_string());
+            Act::Reply(format!("{}\r\n", reply(cmd).replace("TAG", tag)))
+        },
+    )
+    .await;
+    (port, seen)
+}
+
+#[tokio::test]
+async fn create_with_role_uses_create_special_use_then_metadata_and_survives_a_refusal() {
+    const BASE: &str = "IMAP4rev1 LITERAL+ SASL-IR AUTH=PLAIN";
+    const USE: &str = "IMAP4rev1 LITERAL+ SASL-IR AUTH=PLAIN CREATE-SPECIAL-USE METADATA";
+    const MD: &str = "IMAP4rev1 LITERAL+ SASL-IR AUTH=PLAIN METADATA";
+    let sent = crate::types::FolderName::new("Sent");
+    let run = async |caps: &'static str, reply: fn(&str) -> &'static str, role| {
+        let (port, seen) = role_target(caps, reply).await;
+        let (mut s, _) = connect(&cfg(port, Security::Plaintext)).await.unwrap();
+        let r = s.create_with_role(&sent, role).await;
+        let seen = seen.lock().unwrap().clone();
+        (r, seen)
+    };
+
+    // CREATE-SPECIAL-USE: one CREATE with the role.
+    let (r, seen) = run(USE, |_| "TAG OK done", Some(SpecialUse::Sent)).await;
+    assert_eq!(r.unwrap(), ("Sent".into(), RoleOutcome::CreateUse));
+    assert_eq!(seen, ["CREATE \"Sent\" (USE (\\Sent))"]);
+
+    // The role refused (Cyrus, for a second \Sent): created without it,
+    // after LIST showed the refusal was not about an existing folder.
+    let (r, seen) = run(
+        USE,
+        |c| match c.contains("USE") {
+            true => "TAG NO [USEATTR] SPECIAL-USE flag conflict",
+            false => "TAG OK done",
+        },
+        Some(SpecialUse::Sent),
+    )
+    .await;
+    let (_, outcome) = r.unwrap();
+    assert_eq!(
+        outcome,
+        RoleOutcome::Refused("[USEATTR] SPECIAL-USE flag conflict".into())
+    );
+    assert_eq!(
+        seen,
+        [
+            "CREATE \"Sent\" (USE (\\Sent))",
+            "LIST \"\" \"Sent\"",
+            "CREATE \"Sent\""
+        ]
+    );
+
+    // Refused, and the plain CREATE too: that is the error.
+    let (r, _) = run(USE, |_| "TAG NO [NOPERM] no", Some(SpecialUse::Sent)).await;
+    let e = r.unwrap_err().to_string();
+    assert!(e.contains("CREATE Sent") && e.contains("NOPERM"), "{e}");
+
+    // Cyrus names an existing folder without [ALREADYEXISTS]: LIST tells.
+    let (r, _) = run(
+        USE,
+        |c| match c.starts_with("LIST") {
+            true => "* LIST (\\HasChildren) \".\" Sent\r\nTAG OK done",
+            false => "TAG NO Mailbox already exists",
+        },
+        Some(SpecialUse::Sent),
+    )
+    .await;
+    assert_eq!(r.unwrap().1, RoleOutcome::Existed);
+
+    // METADATA only: CREATE, then SETMETADATA with the value quoted.
+    let (r, seen) = run(MD, |_| "TAG OK done", Some(SpecialUse::Drafts)).await;
+    assert_eq!(r.unwrap().1, RoleOutcome::Metadata);
+    assert_eq!(
+        seen,
+        [
+            "CREATE \"Sent\"",
+            "SETMETADATA \"Sent\" (/private/specialuse \"\\\\Drafts\")"
+        ]
+    );
+
+    // Neither: a plain CREATE. An existing folder is fine either way.
+    let (r, seen) = run(BASE, |_| "TAG OK done", Some(SpecialUse::Trash)).await;
+    assert_eq!((r.unwrap().1, seen.len()), (RoleOutcome::Unsupported, 1));
+    let (r, _) = run(BASE, |_| "TAG NO [ALREADYEXISTS] exists", None).await;
+    assert_eq!(r.unwrap().1, RoleOutcome::NotAsked);
+}

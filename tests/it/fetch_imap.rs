@@ -639,9 +639,13 @@ fn lost_state_adopts_what_is_on_disk_instead_of_duplicating() {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let s = summary(&r);
     assert_eq!(
-        (s["copied"].as_u64(), s["bytes"].as_u64()),
-        (Some(50), Some(0)),
-        "adopted, not downloaded: {}",
+        (
+            s["copied"].as_u64(),
+            s["matched"].as_u64(),
+            s["bytes"].as_u64()
+        ),
+        (Some(0), Some(50), Some(0)),
+        "adopted (matched), not downloaded: {}",
         r.stdout
     );
     assert_exact_copy(&dv, &to, &spread);
@@ -798,4 +802,35 @@ fn without_uidplus_retention_refuses_unless_allowed() {
     assert_eq!(summary(&r)["deleted"], 12);
     assert_eq!(total(&dv), 0);
     assert_exact_copy(&dv, &to, &spread);
+}
+
+#[test]
+fn messages_held_back_by_max_size_are_fetched_by_a_later_run_without_it() {
+    // A run with --max-size leaves the big messages on the server; a later
+    // run without the filter must not take the STATUS fast path past them.
+    let dv = Dovecot::start();
+    let spread = load(&dv, 12, 60, &CorpusOpts::small());
+    let sizes: Vec<usize> = spread
+        .iter()
+        .flat_map(|(_, m)| m.iter().map(|m| m.rfc822_size()))
+        .collect();
+    let mut sorted_sizes = sizes.clone();
+    sorted_sizes.sort_unstable();
+    let cut = sorted_sizes[sorted_sizes.len() / 2];
+    let held = sizes.iter().filter(|&&s| s > cut).count();
+    assert!(held > 0);
+    let env = Env::new();
+    let to = env.path("mail");
+    let r = fetch(&env, &dv, &to, &["--max-size", &cut.to_string()]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let s = summary(&r);
+    assert_eq!(s["copied"].as_u64(), Some((60 - held) as u64));
+    assert_eq!(s["skipped"].as_u64(), Some(held as u64));
+    let r = fetch(&env, &dv, &to, &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(summary(&r)["copied"].as_u64(), Some(held as u64));
+    assert_exact_copy(&dv, &to, &spread);
+    // Now complete: the next rerun is a no-op again.
+    let r = fetch(&env, &dv, &to, &[]);
+    assert!(!r.stdout.contains("folder_start"), "{}", r.stdout);
 }

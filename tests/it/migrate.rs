@@ -227,12 +227,28 @@ fn thirty_accounts_killed_mid_run_and_rerun_are_exact() {
         (Some(N as u64), Some(N as u64))
     );
     assert_eq!(ev.last().unwrap()["event"], "summary");
-    // What the killed run appended but had not recorded is adopted (and
-    // counted as copied), never appended again: assert_exact below.
-    let rerun = ev.last().unwrap()["copied"].as_u64().unwrap() as usize;
+    // What the killed run appended but had not recorded is adopted
+    // (counted as matched), never appended again (assert_exact below):
+    // the rerun copies at most what was missing at the count (an APPEND
+    // the server finished after it is matched), and each account line
+    // agrees with the summary.
+    let last = ev.last().unwrap();
+    let rerun = last["copied"].as_u64().unwrap() as usize;
+    let matched = last["matched"].as_u64().unwrap() as usize;
+    assert!(rerun <= all - after_kill, "{last}");
     assert!(
-        rerun >= all - after_kill && rerun <= all,
-        "rerun copied {rerun}"
+        rerun + matched >= all - after_kill && rerun + matched <= all,
+        "{last}"
+    );
+    let per_account = |k: &str| {
+        lines
+            .iter()
+            .map(|l| l[k].as_u64().unwrap() as usize)
+            .sum::<usize>()
+    };
+    assert_eq!(
+        (per_account("copied"), per_account("matched")),
+        (rerun, matched)
     );
     assert_exact(&a, &b, 0..N);
     let page = std::fs::read_to_string(&report).unwrap();
@@ -336,10 +352,21 @@ fn shards_side_by_side_are_disjoint_complete_and_a_bad_account_decides_the_exit_
         let bad = lines.iter().find(|l| l["id"] == "bad");
         let want = if bad.is_some() { 3 } else { 0 };
         assert_eq!(r.code, want, "shard {i}: {}{}", r.stdout, r.stderr);
+        // Also with --json, a failed account is one line on stderr,
+        // naming it (issue 13 item 7); the others print nothing there.
+        let errs: Vec<&str> = r.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         if let Some(bad) = bad {
             assert_eq!(bad["outcome"], "failed");
             assert_eq!(bad["exit_code"], 3);
             assert!(!r.stdout.contains("not-the-password"));
+            assert_eq!(errs.len(), 1, "shard {i}: {}", r.stderr);
+            assert!(
+                errs[0].contains("] bad: failed") && errs[0].contains("authentication failed"),
+                "{}",
+                r.stderr
+            );
+        } else {
+            assert!(errs.is_empty(), "shard {i}: {}", r.stderr);
         }
         for l in lines.iter().filter(|l| l["id"] != "bad") {
             assert_eq!(l["outcome"], "ok", "shard {i}: {l}");
