@@ -64,13 +64,30 @@ fn folder_files(dv: &Dovecot, user: &str, folder: &str) -> Vec<PathBuf> {
 }
 
 /// Messages on every target so far (files, not doveadm: polled often).
+/// Counted by unique name, `new/` before `cur/`: Dovecot moves a file from
+/// new/ to cur/ while sessions sync, and one read in the other order
+/// would miss a file that moved between the two.
 fn copied(a: &Dovecot, b: &Dovecot, n: usize) -> usize {
     (0..n)
         .map(|i| {
             let (_, dst) = sides(i, a, b);
             FOLDERS
                 .iter()
-                .map(|f| folder_files(dst, &user(i), f).len())
+                .map(|f| {
+                    let dir = dst.folder_path(&user(i), f);
+                    let mut unique = std::collections::HashSet::new();
+                    for sub in ["new", "cur"] {
+                        for e in std::fs::read_dir(dir.join(sub))
+                            .into_iter()
+                            .flatten()
+                            .flatten()
+                        {
+                            let name = e.file_name().to_string_lossy().into_owned();
+                            unique.insert(name.split(':').next().unwrap_or("").to_string());
+                        }
+                    }
+                    unique.len()
+                })
                 .sum::<usize>()
         })
         .sum()
