@@ -308,8 +308,36 @@ pub enum Credentials {
     /// Password: IMAP AUTHENTICATE PLAIN (SASL-IR) or LOGIN; POP3 AUTH PLAIN,
     /// APOP or USER/PASS.
     Password(Secret),
-    /// OAuth2 bearer token: XOAUTH2 or OAUTHBEARER, whichever is offered.
-    OAuth2(Secret),
+    /// OAuth2 bearer tokens: XOAUTH2 or OAUTHBEARER, whichever is offered.
+    /// One [`Bearer`](crate::oauth::Bearer) is shared by all connections of
+    /// the account, so a refresh happens once for all of them.
+    OAuth2(crate::oauth::Bearer),
+}
+
+/// The secret one login attempt sends.
+#[derive(Debug, Clone)]
+pub enum Login {
+    Password(Secret),
+    /// An OAuth2 access token.
+    Bearer(Secret),
+}
+
+impl Credentials {
+    /// Runs `attempt` (connect and authenticate) with the secret to log in
+    /// with. An OAuth2 token the server refuses ([`crate::Error::Auth`]) is
+    /// replaced by a fresh one and `attempt` runs once more, on a new
+    /// connection: what makes a run outlive its access token.
+    pub async fn with_login<T>(&self, attempt: impl AsyncFn(&Login) -> Result<T>) -> Result<T> {
+        match self {
+            Credentials::Password(p) => attempt(&Login::Password(p.clone())).await,
+            Credentials::OAuth2(b) => {
+                crate::oauth::with_token(b, async |t: &Secret| {
+                    attempt(&Login::Bearer(t.clone())).await
+                })
+                .await
+            }
+        }
+    }
 }
 
 /// Everything needed to open an authenticated session to one server.

@@ -9,7 +9,7 @@ use super::caps::Capabilities;
 use super::io::Io;
 use super::parse::{self, Resp, Status, Untagged};
 use super::session::{Part, Session, Step, astring};
-use crate::endpoint::{Credentials, Security, ServerConfig};
+use crate::endpoint::{Login, Security, ServerConfig};
 use crate::error::{Error, Result};
 use crate::net::{self, MailStream, PeerCert};
 
@@ -27,8 +27,16 @@ pub struct ConnInfo {
 
 /// Opens an authenticated session as `cfg` says, every step under its
 /// timeout. Also ENABLEs CONDSTORE and QRESYNC when offered, so metadata
-/// sync can use CHANGEDSINCE/VANISHED.
+/// sync can use CHANGEDSINCE/VANISHED. An OAuth2 token the server refuses
+/// is refreshed and tried once more on a new connection
+/// ([`crate::endpoint::Credentials::with_login`]).
 pub async fn connect(cfg: &ServerConfig) -> Result<(Session, ConnInfo)> {
+    cfg.credentials
+        .with_login(async |login: &Login| connect_as(cfg, login).await)
+        .await
+}
+
+async fn connect_as(cfg: &ServerConfig, login: &Login) -> Result<(Session, ConnInfo)> {
     let url = &cfg.url;
     let server = url.server();
     let t = cfg.timeouts;
@@ -89,7 +97,7 @@ pub async fn connect(cfg: &ServerConfig) -> Result<(Session, ConnInfo)> {
     }
 
     if !preauth {
-        authenticate(&mut s, cfg).await?;
+        authenticate(&mut s, cfg, login).await?;
     }
     s.enable(&["CONDSTORE", "QRESYNC"]).await?;
     let info = ConnInfo {
@@ -126,7 +134,7 @@ async fn read_greeting(s: &mut Session) -> Result<(String, bool, Option<Capabili
     }
 }
 
-async fn authenticate(s: &mut Session, cfg: &ServerConfig) -> Result<()> {
+async fn authenticate(s: &mut Session, cfg: &ServerConfig, login: &Login) -> Result<()> {
     let user = &cfg.url.user;
     let caps = s.st.caps.clone();
     let server = s.io.server.clone();
@@ -137,8 +145,8 @@ async fn authenticate(s: &mut Session, cfg: &ServerConfig) -> Result<()> {
             caps.auth_mechanisms().join(", ")
         ),
     };
-    let text = match &cfg.credentials {
-        Credentials::Password(p) => {
+    let text = match login {
+        Login::Password(p) => {
             if caps.has_auth("PLAIN") {
                 let ir = B64.encode(format!("\0{user}\0{}", p.expose()));
                 sasl(s, "PLAIN", ir, "*").await?
@@ -155,20 +163,22 @@ async fn authenticate(s: &mut Session, cfg: &ServerConfig) -> Result<()> {
                 return Err(no_mech("password"));
             }
         }
-        Credentials::OAuth2(tok) => {
+        Login::Bearer(tok) => {
             if caps.has_auth("OAUTHBEARER") {
                 let ir = B64.encode(format!(
                     "n,a={},\x01auth=Bearer {}\x01\x01",
                     user.replace('=', "=3D").replace(',', "=2C"),
                     tok.expose()
                 ));
-                sasl(s, "OAUTHBEARER", ir, "AQ==").await?
+                sasl(s, "OAUTHBEARER", ir, "AQ==")
+                    .await
+                    .map_err(bye_is_refusal)?
             } else if caps.has_auth("XOAUTH2") {
                 let ir = B64.encode(format!(
                     "user={user}\x01auth=Bearer {}\x01\x01",
                     tok.expose()
                 ));
-                sasl(s, "XOAUTH2", ir, "").await?
+                sasl(s, "XOAUTH2", ir, "").await.map_err(bye_is_refusal)?
             } else {
                 return Err(no_mech("OAuth2 (XOAUTH2/OAUTHBEARER)"));
             }
@@ -181,6 +191,16 @@ async fn authenticate(s: &mut Session, cfg: &ServerConfig) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A server that answers a token with `BYE` and hangs up instead of a
+/// tagged NO (some do for an expired one) has refused the login: the
+/// caller then refreshes the token and tries again.
+fn bye_is_refusal(e: Error) -> Error {
+    match e {
+        Error::Connect { server, msg } if msg.contains("BYE") => Error::Auth { server, msg },
+        e => e,
+    }
 }
 
 /// `AUTHENTICATE mech` with the initial response inline (SASL-IR) or after

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::codec::{self, CodecError, Command, Decoder, Event, Expect, Limits, Status};
-use crate::endpoint::{Credentials, Protocol, Security, ServerConfig, Timeouts};
+use crate::endpoint::{Login, Protocol, Security, ServerConfig, Timeouts};
 use crate::error::{Error, Result};
 use crate::net::{MailStream, PeerCert, start_tls, tcp_connect};
 use crate::types::Uidl;
@@ -90,10 +90,22 @@ pub async fn connect(cfg: &ServerConfig) -> Result<(Pop3Client, ConnInfo)> {
 }
 
 /// [`connect`] with explicit size limits (`--max-size` maps to
-/// `max_message`).
+/// `max_message`). An OAuth2 token the server refuses is refreshed and
+/// tried once more on a new connection
+/// ([`crate::endpoint::Credentials::with_login`]).
 pub async fn connect_with_limits(
     cfg: &ServerConfig,
     limits: Limits,
+) -> Result<(Pop3Client, ConnInfo)> {
+    cfg.credentials
+        .with_login(async |login: &Login| connect_as(cfg, limits, login).await)
+        .await
+}
+
+async fn connect_as(
+    cfg: &ServerConfig,
+    limits: Limits,
+    login: &Login,
 ) -> Result<(Pop3Client, ConnInfo)> {
     let url = &cfg.url;
     let server = url.server();
@@ -151,7 +163,7 @@ pub async fn connect_with_limits(
         c.caps = c.capa().await?.unwrap_or_default();
     }
 
-    let auth_mechanism = c.authenticate(cfg, &greeting).await?;
+    let auth_mechanism = c.authenticate(cfg, &greeting, login).await?;
     // Some servers announce more (UIDL, PIPELINING) once logged in.
     if let Some(caps) = c.capa().await? {
         c.caps = caps;
@@ -466,12 +478,13 @@ impl Pop3Client {
         &mut self,
         cfg: &ServerConfig,
         greeting: &Status,
+        login: &Login,
     ) -> Result<&'static str> {
         let user = cfg.url.user.as_str();
         let mechs = sasl_mechs(&self.caps);
         let no_capa = self.caps.is_empty();
-        match &cfg.credentials {
-            Credentials::Password(pw) => {
+        match login {
+            Login::Password(pw) => {
                 let pw = pw.expose();
                 if mechs.iter().any(|m| m == "PLAIN") {
                     let ir = B64.encode(format!("\0{user}\0{pw}"));
@@ -515,7 +528,7 @@ impl Pop3Client {
                     })
                 }
             }
-            Credentials::OAuth2(tok) => {
+            Login::Bearer(tok) => {
                 let tok = tok.expose();
                 if mechs.iter().any(|m| m == "OAUTHBEARER") {
                     let (host, port) = (&cfg.url.host, cfg.url.port);
