@@ -10,9 +10,11 @@
 
 pub mod bearer;
 mod command;
+pub mod device;
 pub mod form;
 pub mod grant;
 pub mod http;
+pub mod loopback;
 pub mod provider;
 pub mod store;
 
