@@ -14,6 +14,7 @@ mod harness_smoke;
 mod imap_client;
 mod migrate;
 mod namespace;
+mod oauth;
 mod pop3_client;
 mod pop3_fake;
 mod proxy;

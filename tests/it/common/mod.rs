@@ -10,6 +10,7 @@ pub mod corpus;
 pub mod cyrus;
 pub mod dovecot;
 pub mod mutf7;
+pub mod oauth;
 
 pub use corpus::{CorpusOpts, Message, corpus, folder_set, spread};
 pub use cyrus::Cyrus;
