@@ -437,3 +437,78 @@ async fn status_many_is_pipelined_and_matched_by_name() {
     let a = r[2].as_ref().unwrap();
     assert_eq!((a.messages, a.highestmodseq.map(|m| m.0)), (7, Some(3)));
 }
+
+/// Microsoft's way with an expired token, which Dovecot will not show: a
+/// session is ended mid-run with `* BYE … AccessTokenExpired`, and a new
+/// login with the old token gets `BYE` instead of NO. The first is a
+/// dropped connection (the pool retries the folder on a new one); the
+/// second counts as a refusal, so the token is replaced and the login
+/// tried once more.
+#[tokio::test]
+async fn an_expired_token_bye_mid_session_and_at_login_gets_a_fresh_token() {
+    use base64::Engine;
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        for conn in 1.. {
+            let (s, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let (r, mut w) = s.into_split();
+                let mut lines = tokio::io::BufReader::new(r);
+                w.write_all(b"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2 ENABLE] hi\r\n")
+                    .await
+                    .unwrap();
+                let bye = b"* BYE Session invalidated - AccessTokenExpired\r\n";
+                loop {
+                    let mut line = String::new();
+                    if tokio::io::AsyncBufReadExt::read_line(&mut lines, &mut line)
+                        .await
+                        .unwrap_or(0)
+                        == 0
+                    {
+                        return;
+                    }
+                    let (tag, cmd) = line.trim_end().split_once(' ').unwrap();
+                    let reply = if let Some(ir) = cmd.strip_prefix("AUTHENTICATE XOAUTH2 ") {
+                        let ir = base64::engine::general_purpose::STANDARD
+                            .decode(ir)
+                            .unwrap();
+                        let ir = String::from_utf8(ir).unwrap();
+                        if ir.contains("auth=Bearer tok-2\x01") || conn == 1 {
+                            format!("{tag} OK [CAPABILITY IMAP4rev1 ENABLE] Logged in\r\n")
+                        } else {
+                            let _ = w.write_all(bye).await;
+                            return;
+                        }
+                    } else if cmd.starts_with("ENABLE") {
+                        format!("{tag} OK\r\n")
+                    } else if conn == 1 {
+                        let _ = w.write_all(bye).await;
+                        return;
+                    } else {
+                        format!("{tag} OK done\r\n")
+                    };
+                    w.write_all(reply.as_bytes()).await.unwrap();
+                }
+            });
+        }
+    });
+    let d = tempfile::tempdir().unwrap();
+    let n = d.path().join("n");
+    let cmd = format!(
+        "n=$(cat {0} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {0}; echo tok-$n",
+        n.display()
+    );
+    let mut c = cfg(port, Security::Plaintext);
+    c.credentials = Credentials::OAuth2(crate::oauth::Bearer::command(&cmd, "bye-test"));
+    let (mut s, _) = connect(&c).await.unwrap();
+    let e = s.noop().await.unwrap_err();
+    assert!(
+        e.is_transient() && e.to_string().contains("AccessTokenExpired"),
+        "{e}"
+    );
+    // The reconnect: tok-1 is answered with BYE, tok-2 logs in.
+    let (mut s, _) = connect(&c).await.unwrap();
+    s.noop().await.unwrap();
+    assert_eq!(std::fs::read_to_string(&n).unwrap().trim(), "2");
+}
