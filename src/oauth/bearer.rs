@@ -151,13 +151,7 @@ impl Bearer {
                 {
                     return Ok(cur.handed_out());
                 }
-                // `login` or another run may have stored a newer one.
-                let stored = self.stored(cfg).await?;
-                if let Some(at) = stored.fresh_access(now).cloned() {
-                    cur.replace(at, Some(stored));
-                    return Ok(cur.handed_out());
-                }
-                self.refresh(cfg, &mut cur, &stored, now).await?;
+                self.obtain(cfg, &mut cur, None).await?;
                 Ok(cur.handed_out())
             }
         }
@@ -183,15 +177,7 @@ impl Bearer {
                 Ok(Some(cur.handed_out()))
             }
             Source::Grant(cfg) => {
-                let now = now();
-                let stored = self.stored(cfg).await?;
-                if let Some(at) = stored.fresh_access(now).cloned()
-                    && at != t.secret
-                {
-                    cur.replace(at, Some(stored));
-                    return Ok(Some(cur.handed_out()));
-                }
-                self.refresh(cfg, &mut cur, &stored, now).await?;
+                self.obtain(cfg, &mut cur, Some(&t.secret)).await?;
                 Ok(Some(cur.handed_out()))
             }
         }
@@ -243,14 +229,35 @@ impl Bearer {
             })
     }
 
-    async fn refresh(
+    /// Puts a good token into `cur`: the stored one when it is fresh and
+    /// not the one just refused (`login` or another run may have stored
+    /// it), else a refreshed one. The refresh happens under the store's
+    /// lock, after a second look: two processes sharing the tokens then
+    /// refresh once, and a provider with single-use refresh tokens does
+    /// not see the spent one again.
+    async fn obtain(
         &self,
         cfg: &OAuthConfig,
         cur: &mut Current,
-        had: &TokenRecord,
-        now: i64,
+        refused: Option<&Secret>,
     ) -> Result<()> {
-        let new = grant::refresh(cfg, had, now).await?;
+        let usable = |r: &TokenRecord| {
+            r.fresh_access(now())
+                .filter(|at| Some(*at) != refused)
+                .cloned()
+        };
+        let stored = self.stored(cfg).await?;
+        if let Some(at) = usable(&stored) {
+            cur.replace(at, Some(stored));
+            return Ok(());
+        }
+        let _lock = cfg.store.refresh_lock().await?;
+        let stored = self.stored(cfg).await?;
+        if let Some(at) = usable(&stored) {
+            cur.replace(at, Some(stored));
+            return Ok(());
+        }
+        let new = grant::refresh(cfg, &stored, now()).await?;
         cfg.store.save(&new, &cfg.owner(), &cfg.account).await?;
         let at = new
             .access_token
@@ -424,6 +431,21 @@ mod tests {
         let (a, c) = (a.unwrap().unwrap(), c.unwrap().unwrap());
         assert_eq!((a.secret.expose(), c.secret.expose()), ("at-2", "at-2"));
         assert_eq!(requests.load(Ordering::SeqCst), 2);
+
+        // Two processes (two handles outside the registry) with a token
+        // near its end: one refreshes under the file lock, the other
+        // then finds the new token stored.
+        cfg.store.save(&old, &cfg.owner(), "acct").await.unwrap();
+        let own = || {
+            Bearer(Arc::new(inner(
+                "acct",
+                Source::Grant(Box::new(cfg.clone())),
+            )))
+        };
+        let (p1, p2) = (own(), own());
+        let (a, c) = tokio::join!(p1.token(), p2.token());
+        assert_eq!(a.unwrap().secret.expose(), c.unwrap().secret.expose());
+        assert_eq!(requests.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]

@@ -170,6 +170,46 @@ impl TokenStore {
         })
     }
 
+    /// Waits (30 s at most, then goes on without it) for the right to
+    /// refresh: an exclusive `flock` on `<file>.lock` beside a token file,
+    /// held until the guard drops; nothing for a command store, whose
+    /// keyring is the user's to serialise.
+    pub async fn refresh_lock(&self) -> Result<Option<std::fs::File>> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let TokenStore::File(p) = self else {
+            return Ok(None);
+        };
+        let path = p.with_extension("lock");
+        if let Some(dir) = path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| Error::io(dir, e))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Some(file)),
+                Err(std::fs::TryLockError::WouldBlock)
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+            }
+        }
+    }
+
     /// Replaces the stored tokens: for a file, atomically (a crash leaves
     /// the old or the new one, never half of either).
     pub async fn save(&self, rec: &TokenRecord, owner: &Owner, who: &str) -> Result<()> {
@@ -308,6 +348,29 @@ mod tests {
             },
         );
         assert_ne!(other, store);
+    }
+
+    #[tokio::test]
+    async fn the_refresh_lock_is_exclusive() {
+        let d = tempfile::tempdir().unwrap();
+        let store = TokenStore::default_file(&d.path().join("tokens"), &owner());
+        let held = store
+            .refresh_lock()
+            .await
+            .unwrap()
+            .expect("a file store locks");
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(300), store.refresh_lock()).await;
+        assert!(waiting.is_err(), "a second holder got the lock");
+        drop(held);
+        assert!(store.refresh_lock().await.unwrap().is_some());
+        assert!(
+            TokenStore::Command("x".into())
+                .refresh_lock()
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[tokio::test]

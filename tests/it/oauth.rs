@@ -123,9 +123,15 @@ fn login_by_device(env: &Env, srv: &OAuthServer, account: &str) -> Run {
     live.finish()
 }
 
+/// The token files (not their `.lock` files).
 fn token_files(env: &Env) -> Vec<PathBuf> {
     std::fs::read_dir(env.path("state/tokens"))
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
