@@ -112,6 +112,13 @@ impl OAuthServer {
         st.access.values_mut().for_each(|a| a.1 = true);
     }
 
+    /// Revokes one access token.
+    pub fn revoke(&self, token: &str) {
+        if let Some(a) = self.st.lock().unwrap().access.get_mut(token) {
+            a.1 = true;
+        }
+    }
+
     /// Issues an access token outside any grant (for oauth2_token_command).
     pub fn mint_access_token(&self) -> String {
         let mut st = self.st.lock().unwrap();
