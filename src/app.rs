@@ -92,7 +92,7 @@ async fn dispatch(
                     if matches!(e, Error::Interrupted | Error::Locked { .. }) {
                         return Err(e);
                     }
-                    reporter.line(&format!("job {}: {e}", job.name));
+                    reporter.fatal(Some(&job.name), &e);
                     first_err.get_or_insert(e);
                 }
             }

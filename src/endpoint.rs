@@ -347,6 +347,12 @@ pub struct ServerConfig {
     pub credentials: Credentials,
     pub tls: TlsOptions,
     pub timeouts: Timeouts,
+    /// What this server must not be trusted with (a provider profile's
+    /// switches; default for any other server).
+    pub quirks: crate::imap::Quirks,
+    /// A pause every session of this account honours before sending
+    /// (set by the throttle governor; clones share it).
+    pub pace: crate::imap::Pace,
 }
 
 #[cfg(test)]

@@ -10,14 +10,17 @@
 
 pub mod app;
 pub mod bytes;
+pub mod charset;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod date;
 pub mod docs;
+pub mod encoded_word;
 pub mod endpoint;
 pub mod error;
 pub mod exec;
+pub mod flow;
 pub mod imap;
 pub mod interrupt;
 pub mod maildir;
@@ -27,6 +30,7 @@ pub mod net;
 pub mod oauth;
 pub mod plan;
 pub mod pop3;
+pub mod provider;
 pub mod report;
 pub mod state;
 pub mod types;

@@ -15,19 +15,31 @@ use crate::error::ExitCode;
 /// Counts of one run; with `--dry-run`, what would happen.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Summary {
+    /// Messages really transferred (what `bytes` counts).
     pub copied: u64,
+    /// Messages found already stored on the target and recorded instead
+    /// of copied again (push's reconciliation, fetch's adoption of files
+    /// a killed run wrote); for `verify`, the source messages present on
+    /// the target.
+    pub matched: u64,
     pub flags_updated: u64,
     pub deleted: u64,
     pub skipped: u64,
     pub failed: u64,
     pub bytes: u64,
     pub seconds: f64,
+    /// `verify` only: target messages with no source counterpart. Each is
+    /// a `warning` event already, so not part of the JSON summary.
+    #[serde(skip)]
+    pub extra: u64,
 }
 
 impl Summary {
     /// Adds another summary's counts (seconds excluded).
     pub fn add(&mut self, o: &Summary) {
         self.copied += o.copied;
+        self.matched += o.matched;
+        self.extra += o.extra;
         self.flags_updated += o.flags_updated;
         self.deleted += o.deleted;
         self.skipped += o.skipped;
@@ -48,6 +60,7 @@ pub enum Event {
     FolderDone {
         folder: String,
         copied: u64,
+        matched: u64,
         flags_updated: u64,
         deleted: u64,
         skipped: u64,
@@ -85,6 +98,12 @@ pub enum Event {
     Error {
         message: String,
         exit_code: i32,
+        /// The `mailferry run` job that failed (the others go on).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        job: Option<String>,
+        /// A budget stop (exit 5): when a rerun can go on, RFC 3339.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resume_at: Option<String>,
     },
     Summary(Summary),
 }
@@ -102,6 +121,13 @@ pub struct Reporter {
     started: Instant,
     summary: Mutex<Summary>,
     out: Mutex<Box<dyn Write + Send>>,
+    /// One entry per job begun (`mailferry run` has several): whether it
+    /// was a `verify`, whose human output uses its own words.
+    jobs: Mutex<Vec<bool>>,
+    /// Whether a fatal error also goes to stderr (SPEC §4: always, also
+    /// with `--json`); off for a reporter whose caller reports the error
+    /// in its own words (one `migrate` account).
+    fatal_to_stderr: bool,
 }
 
 /// Progress of one folder: a bar on a terminal, nothing otherwise.
@@ -167,7 +193,28 @@ impl Reporter {
             started: Instant::now(),
             summary: Mutex::new(Summary::default()),
             out: Mutex::new(out),
+            fatal_to_stderr: true,
+            jobs: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A job starts: a `verify` job's lines speak of messages present,
+    /// missing and extra, not of copies.
+    pub fn begin_job(&self, verify: bool) {
+        self.jobs.lock().unwrap().push(verify);
+    }
+
+    /// True while the current job is a `verify`.
+    fn verifying(&self) -> bool {
+        self.jobs.lock().unwrap().last().copied().unwrap_or(false)
+    }
+
+    /// A reporter whose fatal error is left to the caller to show on
+    /// stderr (still a JSON `error` event with `--json`): `migrate`
+    /// prints one line per failed account, naming it.
+    pub fn fatal_not_on_stderr(mut self) -> Reporter {
+        self.fatal_to_stderr = false;
+        self
     }
 
     /// True when `--dry-run` (or `plan`) is in force.
@@ -183,7 +230,11 @@ impl Reporter {
             bytes,
         });
         if self.verbose > 0 && !self.json && self.multi.is_none() {
-            eprintln!("{folder}: {messages} to copy ({})", human_bytes(bytes));
+            if self.verifying() {
+                eprintln!("{folder}: {messages} messages to look for");
+            } else {
+                eprintln!("{folder}: {messages} to copy ({})", human_bytes(bytes));
+            }
         }
         let bar = self.multi.as_ref().filter(|_| messages > 0).map(|m| {
             let b = m.add(ProgressBar::new(messages));
@@ -214,15 +265,17 @@ impl Reporter {
         self.emit(Event::FolderDone {
             folder: folder.into(),
             copied: s.copied,
+            matched: s.matched,
             flags_updated: s.flags_updated,
             deleted: s.deleted,
             skipped: s.skipped,
             failed: s.failed,
         });
-        if self.verbose > 0 && !self.json {
+        // verify prints its own line per folder (present, missing, extra).
+        if self.verbose > 0 && !self.json && !self.verifying() {
             self.line(&format!(
-                "{folder}: {} copied, {} flags updated, {} deleted, {} failed",
-                s.copied, s.flags_updated, s.deleted, s.failed
+                "{folder}: {} copied, {} matched, {} flags updated, {} deleted, {} failed",
+                s.copied, s.matched, s.flags_updated, s.deleted, s.failed
             ));
         }
     }
@@ -327,14 +380,7 @@ impl Reporter {
             None => ExitCode::Ok,
         };
         if let Some(e) = fatal.filter(|e| !matches!(e, crate::Error::Reported(_))) {
-            if self.json {
-                self.emit(Event::Error {
-                    message: e.to_string(),
-                    exit_code: code as i32,
-                });
-            } else {
-                eprintln!("mailferry: {e}");
-            }
+            self.fatal(None, e);
         }
         if self.json {
             self.emit(Event::Summary(s));
@@ -344,18 +390,51 @@ impl Reporter {
             } else {
                 ""
             };
-            eprintln!(
-                "{} copied ({}), {} flags updated, {} deleted, {} skipped, {} failed in {:.1} s{dry}",
-                s.copied,
-                human_bytes(s.bytes),
-                s.flags_updated,
-                s.deleted,
-                s.skipped,
-                s.failed,
-                s.seconds
-            );
+            let only_verify = {
+                let jobs = self.jobs.lock().unwrap();
+                !jobs.is_empty() && jobs.iter().all(|v| *v)
+            };
+            if only_verify {
+                eprintln!(
+                    "{} present, {} missing, {} extra in {:.1} s",
+                    s.matched, s.failed, s.extra, s.seconds
+                );
+            } else {
+                eprintln!(
+                    "{} copied ({}), {} matched, {} flags updated, {} deleted, {} skipped, {} failed in {:.1} s{dry}",
+                    s.copied,
+                    human_bytes(s.bytes),
+                    s.matched,
+                    s.flags_updated,
+                    s.deleted,
+                    s.skipped,
+                    s.failed,
+                    s.seconds
+                );
+            }
         }
         code
+    }
+
+    /// A fatal error (of the run, or with `job` of one job of `mailferry
+    /// run`): one line on stderr, which cron mails, whatever the output
+    /// mode (SPEC §4), and with `--json` an `error` event on stdout too.
+    pub fn fatal(&self, job: Option<&str>, e: &crate::Error) {
+        let message = match job {
+            Some(j) => format!("job {j}: {e}"),
+            None => e.to_string(),
+        };
+        if self.json {
+            self.emit(Event::Error {
+                message: message.clone(),
+                exit_code: e.exit_code() as i32,
+                job: job.map(str::to_string),
+                resume_at: e.resume_at(),
+            });
+        }
+        if self.fatal_to_stderr {
+            self.line(&format!("mailferry: {message}"));
+        }
     }
 
     /// The summary so far (tests and `run` across jobs).
@@ -451,6 +530,7 @@ mod tests {
             "Archive/2024",
             &Summary {
                 copied: 1,
+                matched: 2,
                 failed: 1,
                 bytes: 50,
                 ..Default::default()
@@ -476,12 +556,22 @@ mod tests {
         assert_eq!(lines[0]["event"], "folder_start");
         assert_eq!(lines[1]["event"], "message_error");
         assert_eq!(lines[1]["uid"], 7);
+        assert_eq!(lines[2]["event"], "folder_done");
+        assert_eq!(
+            (lines[2]["copied"].as_u64(), lines[2]["matched"].as_u64()),
+            (Some(1), Some(2))
+        );
         assert_eq!(lines[3]["event"], "delete");
         assert_eq!(lines[3]["date"], "1970-01-01T00:00:00Z");
         assert_eq!(lines[3]["dry_run"], true);
         let last = lines.last().unwrap();
         assert_eq!(last["event"], "summary");
         assert_eq!(last["copied"], 1);
+        assert_eq!(last["matched"], 2);
+        assert!(
+            last.get("extra").is_none(),
+            "verify's extra is not a summary field"
+        );
         assert_eq!(last["failed"], 1);
         assert!(last["seconds"].is_number());
     }

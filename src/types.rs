@@ -94,8 +94,9 @@ pub struct Flags {
     pub flagged: bool,
     pub deleted: bool,
     pub draft: bool,
-    /// IMAP keywords (`$Forwarded`, `$Junk`, user words). Not representable
-    /// in a Maildir name, so kept in the state only.
+    /// IMAP keywords (`$Forwarded`, `$Junk`, user words). In a Maildir they
+    /// are Dovecot's letters `a`–`z` per the folder's `dovecot-keywords`
+    /// ([`crate::maildir::FolderKeywords`]), not [`Flags::to_maildir`].
     pub keywords: Vec<String>,
 }
 

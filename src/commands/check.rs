@@ -47,6 +47,45 @@ pub async fn run(
     }
 }
 
+/// Which provider profile applies and what it sets: a `profile` line and
+/// the `provider` object of `--json` (null for any other server).
+fn provider_report(acct: &Account, host: &str, run: u16, out: &mut Value, lines: &mut Vec<String>) {
+    let Some(pu) = acct.profile else {
+        out["provider"] = Value::Null;
+        return;
+    };
+    let p = pu.profile;
+    let size = |v: Option<u64>| v.map_or("none".to_string(), crate::report::human_bytes);
+    let quirks = p.quirks.names();
+    lines.push(format!("  profile   {}", pu.describe(host)));
+    lines.push(format!(
+        "  limits    {} connections, daily download {}, daily upload {}, APPEND up to {}",
+        acct.max_connections(run),
+        size(acct.daily_download),
+        size(acct.daily_upload),
+        size(p.quirks.append_limit)
+    ));
+    if !quirks.is_empty() {
+        lines.push(format!("  quirks    {}", quirks.join(" ")));
+    }
+    if let Some(o) = p.oauth {
+        lines.push(format!("  oauth     {o} (mailferry login NAME)"));
+    }
+    out["provider"] = json!({
+        "name": p.name,
+        "applied": match pu.applied {
+            crate::provider::Applied::Named => "config",
+            crate::provider::Applied::ByHost => "host",
+        },
+        "connections": acct.max_connections(run),
+        "daily_download": acct.daily_download,
+        "daily_upload": acct.daily_upload,
+        "append_limit": p.quirks.append_limit,
+        "quirks": quirks,
+        "oauth": p.oauth,
+    });
+}
+
 async fn check_one(config: &Config, acct: &Account, rep: &Reporter) -> Result<()> {
     let url = match &acct.endpoint {
         Endpoint::Server(u) => u.clone(),
@@ -58,6 +97,13 @@ async fn check_one(config: &Config, acct: &Account, rep: &Reporter) -> Result<()
     let mut out = json!({"event": "check", "account": acct.describe(), "ok": true,
         "protocol": match url.protocol { Protocol::Imap => "imap", Protocol::Pop3 => "pop3" }});
     let mut lines = vec![acct.describe()];
+    provider_report(
+        acct,
+        &url.host,
+        config.settings.connections,
+        &mut out,
+        &mut lines,
+    );
     match url.protocol {
         Protocol::Imap => {
             let (mut s, info) = crate::imap::connect(&cfg).await?;

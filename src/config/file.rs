@@ -29,7 +29,20 @@ pub struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAccount {
-    pub url: Spanned<String>,
+    /// The endpoint; may be left out when `provider` and `user` say it.
+    pub url: Option<Spanned<String>>,
+    /// A provider profile (`src/provider.rs`): its servers when there is
+    /// no `url`, and its limits and quirks either way.
+    pub provider: Option<Spanned<String>>,
+    /// The user name with `provider` and no `url`.
+    pub user: Option<Spanned<String>>,
+    /// `"imap"` (default) or `"pop3"`, with `provider` and no `url`.
+    pub protocol: Option<Spanned<String>>,
+    /// Bytes downloaded in any 24 hours at most (`"2500MB"`; `"none"`
+    /// lifts the profile's).
+    pub daily_download: Option<Spanned<String>>,
+    /// Bytes uploaded (APPEND) in any 24 hours at most.
+    pub daily_upload: Option<Spanned<String>>,
     pub password: Option<Spanned<String>>,
     pub password_command: Option<String>,
     pub password_file: Option<String>,

@@ -17,8 +17,11 @@ pub use filter::{Filter, Glob, parse_date, parse_size};
 pub use secret::SecretSource;
 
 use crate::cli::{self, GlobalArgs};
-use crate::endpoint::{Endpoint, Security, ServerConfig, ServerUrl, Timeouts, TlsOptions};
+use crate::endpoint::{
+    Endpoint, Protocol, Security, ServerConfig, ServerUrl, Timeouts, TlsOptions,
+};
 use crate::error::{Error, Result};
+use crate::provider::{self, Applied, ProfileUse};
 
 /// How a run behaves, from global flags and the config file.
 #[derive(Debug, Clone)]
@@ -42,6 +45,13 @@ pub struct Account {
     pub secret: SecretSource,
     pub tls: TlsOptions,
     pub connections: Option<u16>,
+    /// The provider profile that applies (named in the config, or found
+    /// by the URL's host): quirks, connection cap, budgets.
+    pub profile: Option<ProfileUse>,
+    /// Bytes this account may download / upload in any 24 hours: its own
+    /// setting, else its profile's; `None` is no limit.
+    pub daily_download: Option<u64>,
+    pub daily_upload: Option<u64>,
 }
 
 impl Account {
@@ -74,7 +84,32 @@ impl Account {
             credentials,
             tls: self.tls.clone(),
             timeouts,
+            quirks: self.profile.map(|p| p.profile.quirks).unwrap_or_default(),
+            pace: Default::default(),
         })
+    }
+
+    /// Connections to open to this account: the run's (`--connections`),
+    /// at most the account's own `connections`, else its profile's cap.
+    /// Never more than the run's: `migrate` reserves that many per host.
+    pub fn max_connections(&self, run: u16) -> u16 {
+        let cap = self
+            .connections
+            .or(self.profile.map(|p| p.profile.max_connections));
+        cap.map_or(run, |c| run.min(c)).max(1)
+    }
+
+    /// Who a daily budget belongs to: the provider's account (IMAP and
+    /// POP3 of one Gmail account share theirs), e.g. `gmail:alice@gmail.com`.
+    pub fn budget_key(&self) -> Option<String> {
+        let Endpoint::Server(u) = &self.endpoint else {
+            return None;
+        };
+        let who = match self.profile {
+            Some(p) => p.profile.name.to_string(),
+            None => u.host.to_ascii_lowercase(),
+        };
+        Some(format!("{who}:{}", u.user.to_ascii_lowercase()))
     }
 }
 
@@ -283,12 +318,16 @@ impl Config {
             Endpoint::Maildir(p) => Endpoint::Maildir(expand_tilde(&p.to_string_lossy())),
             e => e,
         };
+        let profile = detect(&endpoint);
         Ok(Account {
             name: None,
             endpoint,
             secret,
             tls: self.cli_tls()?,
             connections: None,
+            profile,
+            daily_download: profile.and_then(|p| p.profile.daily_download),
+            daily_upload: profile.and_then(|p| p.profile.daily_upload),
         })
     }
 
@@ -310,8 +349,69 @@ impl Config {
                 ));
             }
         };
-        let endpoint = Endpoint::parse(raw.url.get_ref(), plaintext)
-            .map_err(|e| cf.error_at(raw.url.span(), format!("account.{name}.url: {e}")))?;
+        let named = match &raw.provider {
+            Some(p) => Some(ProfileUse {
+                profile: provider::by_name(p.get_ref()).ok_or_else(|| {
+                    cf.error_at(
+                        p.span(),
+                        format!(
+                            "account.{name}.provider: {:?} is not a known provider (known: {})",
+                            p.get_ref(),
+                            provider::names()
+                        ),
+                    )
+                })?,
+                applied: Applied::Named,
+            }),
+            None => None,
+        };
+        let endpoint = match (&raw.url, named) {
+            (Some(url), _) => {
+                for (key, v) in [("user", &raw.user), ("protocol", &raw.protocol)] {
+                    if let Some(v) = v {
+                        return Err(cf.error_at(
+                            v.span(),
+                            format!("account.{name}.{key}: goes in the url when there is one"),
+                        ));
+                    }
+                }
+                Endpoint::parse(url.get_ref(), plaintext)
+                    .map_err(|e| cf.error_at(url.span(), format!("account.{name}.url: {e}")))?
+            }
+            (None, Some(p)) => profile_endpoint(cf, name, a, p.profile)?,
+            (None, None) => {
+                return Err(cf.error_at(
+                    a.span(),
+                    format!(
+                        "account.{name}: needs url, or provider and user (provider = \"gmail\", user = \"alice@gmail.com\")"
+                    ),
+                ));
+            }
+        };
+        let profile = named.or_else(|| detect(&endpoint));
+        let budget = |v: &Option<toml::Spanned<String>>, key: &str, default: Option<u64>| {
+            let Some(v) = v else {
+                return Ok(default);
+            };
+            match v.get_ref().trim().to_ascii_lowercase().as_str() {
+                "none" | "unlimited" => Ok(None),
+                t => match parse_size(t) {
+                    Ok(0) => Ok(None),
+                    Ok(n) => Ok(Some(n)),
+                    Err(e) => Err(cf.error_at(v.span(), format!("account.{name}.{key}: {e}"))),
+                },
+            }
+        };
+        let daily_download = budget(
+            &raw.daily_download,
+            "daily_download",
+            profile.and_then(|p| p.profile.daily_download),
+        )?;
+        let daily_upload = budget(
+            &raw.daily_upload,
+            "daily_upload",
+            profile.and_then(|p| p.profile.daily_upload),
+        )?;
         let endpoint = match endpoint {
             Endpoint::Maildir(p) => Endpoint::Maildir(expand_tilde(&p.to_string_lossy())),
             Endpoint::Server(u) if plaintext && u.security == Security::StartTls => {
@@ -325,7 +425,7 @@ impl Config {
         let oauth = oauth::resolve(
             cf,
             name,
-            raw,
+            (raw, a.span()),
             &endpoint,
             &self.token_dir(),
             self.settings.timeouts,
@@ -364,6 +464,9 @@ impl Config {
             secret,
             tls,
             connections: raw.connections,
+            profile,
+            daily_download,
+            daily_upload,
         })
     }
 
@@ -702,6 +805,72 @@ pub fn secret_of(s: &cli::SecretArgs, env_var: &'static str) -> SecretSource {
         s.oauth2_token_command.clone(),
         env_var,
     )
+}
+
+/// The profile a server endpoint's host selects on its own, if any.
+fn detect(endpoint: &Endpoint) -> Option<ProfileUse> {
+    match endpoint {
+        Endpoint::Server(u) => provider::by_host(&u.host).map(|profile| ProfileUse {
+            profile,
+            applied: Applied::ByHost,
+        }),
+        Endpoint::Maildir(_) => None,
+    }
+}
+
+/// `provider` + `user` (+ `protocol`) without a `url`: the profile's
+/// server over implicit TLS.
+fn profile_endpoint(
+    cf: &ConfigFile,
+    name: &str,
+    a: &toml::Spanned<file::RawAccount>,
+    p: &'static provider::Profile,
+) -> Result<Endpoint> {
+    let raw = a.get_ref();
+    let Some(user) = &raw.user else {
+        return Err(cf.error_at(
+            a.span(),
+            format!(
+                "account.{name}: provider {:?} needs user (or a url)",
+                p.name
+            ),
+        ));
+    };
+    let (protocol, server) = match raw.protocol.as_ref().map(|s| s.get_ref().as_str()) {
+        None | Some("imap") => (Protocol::Imap, p.imap),
+        Some("pop3") => (Protocol::Pop3, p.pop3),
+        Some(other) => {
+            return Err(cf.error_at(
+                raw.protocol.as_ref().unwrap().span(),
+                format!("account.{name}.protocol: {other:?} is not \"imap\" or \"pop3\""),
+            ));
+        }
+    };
+    let Some((host, port)) = server else {
+        return Err(cf.error_at(
+            a.span(),
+            format!(
+                "account.{name}: {} has no {} server",
+                p.title,
+                if protocol == Protocol::Pop3 {
+                    "POP3"
+                } else {
+                    "IMAP"
+                }
+            ),
+        ));
+    };
+    if user.get_ref().trim().is_empty() {
+        return Err(cf.error_at(user.span(), format!("account.{name}.user: empty")));
+    }
+    Ok(Endpoint::Server(ServerUrl {
+        protocol,
+        security: Security::Implicit,
+        host: host.to_string(),
+        port,
+        user: user.get_ref().trim().to_string(),
+        folder: None,
+    }))
 }
 
 fn retention(delete_after: Option<u32>, after_fetch: bool) -> Retention {

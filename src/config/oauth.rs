@@ -13,11 +13,12 @@ use crate::oauth::{ClientSecret, Flow, HttpUrl, OAuthConfig, Provider, TokenStor
 
 /// The account's built-in OAuth2 client, `None` when it authenticates
 /// otherwise (a password, or `oauth2_token_command`). `tokens` is the
-/// directory of the default token files.
+/// directory of the default token files; `span` is the account's table,
+/// for messages when the keys that would say more are not set.
 pub(super) fn resolve(
     cf: &ConfigFile,
     name: &str,
-    raw: &RawAccount,
+    (raw, span): (&RawAccount, std::ops::Range<usize>),
     endpoint: &Endpoint,
     tokens: &Path,
     timeouts: Timeouts,
@@ -39,21 +40,25 @@ pub(super) fn resolve(
             }
         },
     };
+    // Where a message points when no key of its own is set: the url, the
+    // provider, else the account's table.
+    let anchor = raw
+        .url
+        .as_ref()
+        .map(|u| u.span())
+        .or(raw.provider.as_ref().map(|p| p.span()))
+        .unwrap_or(span);
     let own_keys = own_keys(raw);
     if !oauth2 {
         if let Some(key) = own_keys.first() {
             return Err(cf.error_at(
-                raw.url.span(),
+                anchor.clone(),
                 format!("account.{name}.{key}: needs auth = \"oauth2\" in the account"),
             ));
         }
         return Ok(None);
     }
-    let auth_span = raw
-        .auth
-        .as_ref()
-        .map(|a| a.span())
-        .unwrap_or(raw.url.span());
+    let auth_span = raw.auth.as_ref().map(|a| a.span()).unwrap_or(anchor);
     let password = [
         ("password", raw.password.is_some()),
         ("password_command", raw.password_command.is_some()),

@@ -320,3 +320,117 @@ fn oauth2_mistakes_name_the_key() {
         .unwrap();
     assert!(matches!(a.secret, SecretSource::OAuth2Command(_)));
 }
+
+fn acct(c: &Config, name: &str) -> Result<Account> {
+    c.account(name, SecretSource::Default { env_var: "X" })
+}
+
+#[test]
+fn a_provider_and_a_user_are_an_account() {
+    let text = "[account.g]\nprovider = \"gmail\"\nuser = \"alice@gmail.com\"\npassword_command = \"x\"\n\n\
+        [account.gp]\nprovider = \"gmail\"\nuser = \"alice@gmail.com\"\nprotocol = \"pop3\"\n\n\
+        [account.ms]\nurl = \"imaps://bob%40contoso.com@outlook.office365.com\"\n\n\
+        [account.plain]\nurl = \"imaps://a@imap.example.com\"\n";
+    let (_d, p) = write_config(text, 0o600);
+    let c = load(&p).unwrap();
+    let g = acct(&c, "g").unwrap();
+    let u = g.server_url("x").unwrap();
+    assert_eq!(
+        u.account_key(),
+        "imaps://alice%40gmail.com@imap.gmail.com:993"
+    );
+    let pu = g.profile.unwrap();
+    assert_eq!(
+        (pu.profile.name, pu.applied),
+        ("gmail", crate::provider::Applied::Named)
+    );
+    assert_eq!(
+        (g.daily_download, g.daily_upload),
+        (Some(2_500_000_000), Some(500_000_000))
+    );
+    assert_eq!(g.budget_key().as_deref(), Some("gmail:alice@gmail.com"));
+    let gp = acct(&c, "gp").unwrap();
+    assert_eq!(
+        gp.server_url("x").unwrap().account_key(),
+        "pop3s://alice%40gmail.com@pop.gmail.com:995"
+    );
+    // IMAP and POP3 of one Gmail account share a budget.
+    assert_eq!(gp.budget_key(), g.budget_key());
+
+    // Found by host, with its quirks on the connection.
+    let ms = acct(&c, "ms").unwrap();
+    let pu = ms.profile.unwrap();
+    assert_eq!(
+        (pu.profile.name, pu.applied),
+        ("microsoft365", crate::provider::Applied::ByHost)
+    );
+    let cfg = ms.server_config("x", Default::default());
+    // The secret is resolved from the environment, which is unset here.
+    assert!(cfg.is_err() || cfg.unwrap().quirks.flag_after_append);
+    assert!(acct(&c, "plain").unwrap().profile.is_none());
+    // A command-line URL is detected too.
+    let cli = acct(&c, "imaps://x@imap.mail.me.com").unwrap();
+    assert_eq!(cli.profile.unwrap().profile.name, "icloud");
+}
+
+#[test]
+fn explicit_settings_win_over_the_profile() {
+    let text = "[account.g]\nprovider = \"gmail\"\nurl = \"imap://a@127.0.0.1:1143\"\ntls = \"none\"\n\
+        daily_download = \"10MB\"\ndaily_upload = \"none\"\nconnections = 12\n\n\
+        [account.h]\nurl = \"imaps://a@imap.gmail.com\"\n\n\
+        [account.x]\nurl = \"imaps://a@imap.example.com\"\ndaily_upload = \"1k\"\n";
+    let (_d, p) = write_config(text, 0o600);
+    let c = load(&p).unwrap();
+    let g = acct(&c, "g").unwrap();
+    // The URL decides where; the profile still decides how.
+    assert_eq!(g.server_url("x").unwrap().host, "127.0.0.1");
+    assert_eq!(g.profile.unwrap().profile.name, "gmail");
+    assert_eq!((g.daily_download, g.daily_upload), (Some(10 << 20), None));
+    assert_eq!(g.max_connections(4), 4, "never above the run's");
+    assert_eq!(g.max_connections(20), 12, "its own cap, not Gmail's 10");
+    let h = acct(&c, "h").unwrap();
+    assert_eq!(h.max_connections(4), 4);
+    assert_eq!(h.max_connections(40), 10, "Gmail's cap");
+    let x = acct(&c, "x").unwrap();
+    assert_eq!((x.daily_download, x.daily_upload), (None, Some(1024)));
+    assert_eq!(x.budget_key().as_deref(), Some("imap.example.com:a"));
+    assert_eq!(x.max_connections(40), 40);
+}
+
+#[test]
+fn provider_mistakes_name_the_line() {
+    let bad = [
+        (
+            "[account.a]\nprovider = \"aol\"\nuser = \"u\"\n",
+            "config.toml:2",
+            "\"gmail\"",
+        ),
+        (
+            "[account.a]\nprovider = \"icloud\"\nuser = \"u\"\nprotocol = \"pop3\"\n",
+            "config.toml:1",
+            "no POP3 server",
+        ),
+        (
+            "[account.a]\nprovider = \"gmail\"\n",
+            "config.toml:1",
+            "needs user",
+        ),
+        ("[account.a]\nuser = \"u\"\n", "config.toml:1", "needs url"),
+        (
+            "[account.a]\nurl = \"imaps://a@h\"\nuser = \"u\"\n",
+            "config.toml:3",
+            "goes in the url",
+        ),
+        (
+            "[account.a]\nurl = \"imaps://a@h\"\ndaily_download = \"lots\"\n",
+            "config.toml:3",
+            "daily_download",
+        ),
+    ];
+    for (text, line, what) in bad {
+        let (_d, p) = write_config(text, 0o600);
+        let c = load(&p).unwrap();
+        let e = acct(&c, "a").unwrap_err().to_string();
+        assert!(e.contains(line) && e.contains(what), "{text:?}: {e}");
+    }
+}

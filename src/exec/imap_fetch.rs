@@ -13,13 +13,15 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use super::Ctx;
+use super::governor::Governor;
 use super::message::normalize_message_id;
+use super::on_disk;
 use super::writer::{self, Incoming, WriterSetup};
 use crate::config::{FetchJob, Retention, rfc3339};
 use crate::endpoint::ServerConfig;
 use crate::error::{Error, Result};
 use crate::imap::{self, FetchedMessage, FolderStatus, ListedFolder, Session, StoreMode};
-use crate::maildir::{Maildir, SourceKey, account_tag};
+use crate::maildir::{FolderKeywords, Maildir, SourceKey, account_tag};
 use crate::plan::{self, Known, LocalFile, MsgKey, RekeyRecord, SourceMsg};
 use crate::report::{Event, Summary};
 use crate::state::{KnownMsg, MsgKey as StateKey, State};
@@ -40,6 +42,8 @@ struct Shared<'a> {
     sync_key: String,
     target: String,
     queue: Mutex<VecDeque<ListedFolder>>,
+    /// Pacing, connection caps and the account's download budget.
+    gov: Governor,
 }
 
 /// Runs the job. Errors before any folder starts (connect, auth, LIST) are
@@ -55,7 +59,9 @@ pub async fn run(job: &FetchJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
     };
     let target = super::maildir_target(&job.to);
     let account = url.account_key();
-    let (mut ctl, _info) = imap::connect(&cfg).await?;
+    let gov = Governor::new(state.clone(), &job.from, None, dry);
+    gov.watch(&cfg);
+    let (mut ctl, _info) = gov.first(ctx, async || imap::connect(&cfg).await).await?;
     let listed = ctl.list_folders().await?;
     let ns = ctl.namespace().await?;
     let listed = below_namespace(listed, &ns);
@@ -74,6 +80,7 @@ pub async fn run(job: &FetchJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
         account,
         target,
         queue: Mutex::new(VecDeque::new()),
+        gov,
     };
     for f in &folders {
         if let Some(w) = &f.warning {
@@ -98,6 +105,7 @@ pub async fn run(job: &FetchJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
         if let Some(st) = st
             && unchanged(&sh, f, st)?
         {
+            keep_folder(&sh, f);
             continue;
         }
         work.push((st.map(|s| s.messages).unwrap_or(0), f.clone()));
@@ -105,16 +113,17 @@ pub async fn run(job: &FetchJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
     // Biggest folders first, so the pool finishes together.
     work.sort_by_key(|w| std::cmp::Reverse(w.0));
     *sh.queue.lock().unwrap() = work.into_iter().map(|(_, f)| f).collect();
-    let n = (ctx.settings.connections as usize)
+    let n = (job.from.max_connections(ctx.settings.connections) as usize)
         .min(sh.queue.lock().unwrap().len())
         .max(1);
     let connect = async || Ok(imap::connect(&sh.cfg).await?.0);
-    let sessions = super::pool::open(ctl, n, ctx, connect).await;
+    let sessions = super::pool::open(ctl, n, ctx, &sh.gov, connect).await;
     let results = futures_util::future::join_all(sessions.into_iter().map(|s| {
         super::pool::drain(
             s,
             &sh.queue,
             ctx,
+            &sh.gov,
             |f: &ListedFolder| f.name.to_string(),
             connect,
             async |s: &mut Session, f: &ListedFolder| sync_folder(s, f, &sh).await,
@@ -122,7 +131,9 @@ pub async fn run(job: &FetchJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
     }))
     .await;
     for r in results {
-        r?.logout(ctx.settings.timeouts.command).await;
+        if let Some(s) = r? {
+            s.logout(ctx.settings.timeouts.command).await;
+        }
     }
     Ok(())
 }
@@ -148,6 +159,27 @@ fn unchanged(sh: &Shared<'_>, f: &ListedFolder, st: &FolderStatus) -> Result<boo
             !state.any_due_for_deletion(fs.id, fs.uidvalidity.unwrap(), &sh.target, cutoff)?
         }
     })
+}
+
+/// On the no-op fast path, a folder still exists in the backup (created
+/// empty if it is missing: a folder that was empty when an older version
+/// skipped it, or one removed locally). One stat when it is there.
+fn keep_folder(sh: &Shared<'_>, f: &ListedFolder) {
+    let Some(md) = sh.maildir.as_ref().filter(|_| !sh.ctx.settings.dry_run) else {
+        return;
+    };
+    if md.folder_dir(&f.name).is_ok_and(|d| d.join("cur").is_dir()) {
+        return;
+    }
+    if let Err(e) = md.create_folder(&f.name) {
+        sh.ctx
+            .reporter
+            .message_error(f.name.as_str(), None, None, &e.to_string());
+        sh.ctx.reporter.add(&Summary {
+            failed: 1,
+            ..Default::default()
+        });
+    }
 }
 
 /// Folders the state synced before that the server no longer lists:
@@ -234,14 +266,25 @@ async fn sync_folder(s: &mut Session, f: &ListedFolder, sh: &Shared<'_>) -> Resu
         .collect();
     let complete = delta_from.is_none();
     let mut plan = plan::plan_copy(&source, complete, &known, &HashMap::new(), &sh.job.filter);
+    let mut found = on_disk::Found::default();
     if !plan.copy.is_empty()
         && let Some(md) = &sh.maildir
     {
-        let local = orphans(md, &f.name, &sh.account, uv)?;
-        if !local.is_empty() {
-            plan = plan::plan_copy(&source, complete, &known, &local, &sh.job.filter);
+        let scope = on_disk::Scope {
+            md,
+            folder: &f.name,
+            account: &sh.account,
+            uidvalidity: uv,
+            target: &sh.target,
+            state: &sh.state,
+            known: &known,
+        };
+        found = on_disk::find(s, &scope, &plan.copy).await?;
+        if !found.local.is_empty() {
+            plan = plan::plan_copy(&source, complete, &known, &found.local, &sh.job.filter);
         }
     }
+    report_found(rep, sh, name, &found);
     let mut sum = Summary {
         skipped: plan.skipped.len() as u64,
         ..Default::default()
@@ -252,7 +295,8 @@ async fn sync_folder(s: &mut Session, f: &ListedFolder, sh: &Shared<'_>) -> Resu
         complete.then(|| source.iter().map(|m| m.key.clone()).collect());
 
     if dry {
-        sum.copied = plan.copy.len() as u64 + plan.adopt.len() as u64;
+        sum.copied = plan.copy.len() as u64;
+        sum.matched = plan.adopt.len() as u64;
         sum.bytes = plan.copy_bytes();
         sum.flags_updated = plan.set_flags.len() as u64;
         let mut dels = plan::source_deletions(
@@ -279,13 +323,19 @@ async fn sync_folder(s: &mut Session, f: &ListedFolder, sh: &Shared<'_>) -> Resu
         return Ok(());
     }
     let md = sh.maildir.as_ref().expect("a real run has a Maildir");
+    // Every selected folder exists in the backup, also an empty one.
+    md.create_folder(&f.name)?;
+    let keywords = Arc::new(md.keywords(&f.name)?);
 
     if !plan.adopt.is_empty() {
-        adopt(&plan.adopt, fs.id, uv, sh)?;
-        sum.copied += plan.adopt.len() as u64;
+        adopt(md, &f.name, &keywords, &plan.adopt, fs.id, uv, sh)?;
+        sum.matched += plan.adopt.len() as u64;
     }
     if !plan.copy.is_empty() {
-        let r = copy(s, md, &f.name, fs.id, uv, &plan.copy, &progress, sh).await;
+        let r = copy(
+            s, md, &keywords, &f.name, fs.id, uv, &plan.copy, &progress, sh,
+        )
+        .await;
         let (written, report) = r?;
         sum.copied += written.copied;
         sum.bytes += written.bytes;
@@ -298,9 +348,24 @@ async fn sync_folder(s: &mut Session, f: &ListedFolder, sh: &Shared<'_>) -> Resu
             rep.folder_done(name, &sum);
             return Err(Error::Interrupted);
         }
+        if let Some(stop) = written.stop {
+            // A daily budget: what fitted is recorded; no sync point.
+            progress.finish();
+            rep.folder_done(name, &sum);
+            return Err(stop);
+        }
     }
     if !plan.set_flags.is_empty() {
-        sum.flags_updated = carry_flags(md, &f.name, fs.id, uv, &plan.set_flags, sh)?;
+        sum.flags_updated = carry_flags(md, &keywords, &f.name, fs.id, uv, &plan.set_flags, sh)?;
+    }
+    for kw in keywords.unstored() {
+        rep.warning(
+            Some(name),
+            &format!(
+                "keyword {kw} is not in the Maildir's file names: the folder's dovecot-keywords already names {} keywords, the most Maildir letters allow; it is kept in the state",
+                crate::maildir::MAX_KEYWORDS
+            ),
+        );
     }
     if sh.job.retention != Retention::Keep {
         match retention(s, fs.id, uv, present.as_ref(), name, sh).await {
@@ -312,96 +377,114 @@ async fn sync_folder(s: &mut Session, f: &ListedFolder, sh: &Shared<'_>) -> Resu
         }
     }
     if sum.failed == 0 {
-        sh.state.lock().unwrap().set_folder_sync(
-            fs.id,
-            Some(uv),
-            sel.uidnext,
-            sel.highestmodseq,
-            sh.ctx.now,
-        )?;
+        // A message `--max-size`/`--since` held back must be seen by a
+        // later run without the filter: no sync point then, only the
+        // UIDVALIDITY, so the STATUS fast path does not pass the folder by.
+        let (uidnext, modseq) = if sum.skipped == 0 {
+            (sel.uidnext, sel.highestmodseq)
+        } else {
+            (None, None)
+        };
+        sh.state
+            .lock()
+            .unwrap()
+            .set_folder_sync(fs.id, Some(uv), uidnext, modseq, sh.ctx.now)?;
     }
     progress.finish();
     rep.folder_done(name, &sum);
     Ok(())
 }
 
-/// Files in the folder that carry this account's identity under the current
-/// UIDVALIDITY: written by a run that died before recording them.
-fn orphans(
-    md: &Maildir,
-    folder: &FolderName,
-    account: &str,
-    uv: UidValidity,
-) -> Result<HashMap<MsgKey, LocalFile>> {
-    if !md.folder_dir(folder)?.join("cur").is_dir() {
-        return Ok(HashMap::new());
+/// Says which messages the Maildir already had: always when they were
+/// matched by content (the state did not know them: lost, or a copied
+/// Maildir), with `--json` or `-v` when all were found by name (a killed
+/// run's files, or a lost state with the UIDVALIDITY unchanged).
+fn report_found(rep: &crate::report::Reporter, sh: &Shared<'_>, folder: &str, f: &on_disk::Found) {
+    let loud = f.by_content() > 0;
+    if !loud && (f.by_name == 0 || !(rep.json() || sh.ctx.settings.verbose > 0)) {
+        return;
     }
-    let tag = account_tag(account);
-    let mut out = HashMap::new();
-    for l in md.scan(folder)? {
-        if l.account.as_deref() != Some(tag.as_str()) {
-            continue;
-        }
-        if let Some(SourceKey::Imap { uidvalidity, uid }) = l.source
-            && uidvalidity == uv
-        {
-            let key = MsgKey::Uid(uid);
-            out.insert(
-                key.clone(),
-                LocalFile {
-                    key,
-                    location: l.path.display().to_string(),
-                    size: l.vsize.unwrap_or(l.size),
-                },
-            );
-        }
+    let mut how = Vec::new();
+    if loud {
+        how.push(format!("{} by Message-ID and size", f.by_message_id));
+        how.push(format!("{} by content digest", f.by_digest));
     }
-    Ok(out)
+    if f.by_name > 0 {
+        how.push(format!("{} by the identity in their file names", f.by_name));
+    }
+    rep.warning(
+        Some(folder),
+        &format!(
+            "{} messages not in the state were already in the Maildir and are recorded, not downloaded again: {}",
+            f.by_content() + f.by_name,
+            how.join(", ")
+        ),
+    );
 }
 
-/// Records files a killed run wrote but never recorded, reading their
-/// header and digest from disk instead of downloading again.
+/// Records files already in the Maildir for messages about to be
+/// downloaded (see [`on_disk`]), reading their header and digest from disk
+/// instead of downloading again. The file takes the server's flags and
+/// keywords first: a copy made long ago may have older ones.
 fn adopt(
+    md: &Maildir,
+    folder: &FolderName,
+    keywords: &FolderKeywords,
     items: &[(SourceMsg, LocalFile)],
     folder_id: i64,
     uv: UidValidity,
     sh: &Shared<'_>,
 ) -> Result<()> {
-    let recs = items
-        .iter()
-        .map(|(m, lf)| {
-            let key = StateKey::Imap {
-                uidvalidity: uv,
-                uid: m.key.uid().expect("IMAP key"),
-            };
-            let flags = m.flags.clone().unwrap_or_default();
-            writer::adopted_record(
-                Path::new(&lf.location),
-                key,
-                m.size,
-                Some(m.date),
-                flags,
-                &sh.target,
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut renamed = false;
+    let mut recs = Vec::with_capacity(items.len());
+    for (m, lf) in items {
+        let key = StateKey::Imap {
+            uidvalidity: uv,
+            uid: m.key.uid().expect("IMAP key"),
+        };
+        let flags = m.flags.clone().unwrap_or_default();
+        let add = keywords.letters(&flags.keywords)?;
+        let remove: String = keywords
+            .table()
+            .named_letters()
+            .chars()
+            .filter(|c| !add.contains(*c))
+            .collect();
+        let old = Path::new(&lf.location);
+        let path = md.set_flags_and_keywords(old, &flags, &add, &remove)?;
+        renamed |= path != old;
+        recs.push(writer::adopted_record(
+            &path,
+            key,
+            m.size,
+            Some(m.date),
+            flags,
+            &sh.target,
+        )?);
+    }
+    if renamed {
+        md.sync_folder(folder)?;
+    }
     sh.state
         .lock()
         .unwrap()
         .record_batch(folder_id, &recs, sh.ctx.now)
 }
 
-/// What a body download stored, and whether it stopped for a signal.
+/// What a body download stored, and whether it stopped for a signal or
+/// a used-up daily budget.
 struct Copied {
     copied: u64,
     bytes: u64,
     interrupted: bool,
+    stop: Option<Error>,
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn copy(
     s: &mut Session,
     md: &Maildir,
+    keywords: &Arc<FolderKeywords>,
     folder: &FolderName,
     folder_id: i64,
     uv: UidValidity,
@@ -409,6 +492,20 @@ async fn copy(
     progress: &Arc<crate::report::FolderProgress>,
     sh: &Shared<'_>,
 ) -> Result<(Copied, imap::FetchReport)> {
+    // As much as the daily download budget allows, booked before asking.
+    let budget = sh
+        .gov
+        .reserve(&msgs.iter().map(|m| m.size).collect::<Vec<_>>())?;
+    let msgs = &msgs[..budget.fits];
+    if msgs.is_empty() && budget.stop.is_some() {
+        let none = Copied {
+            copied: 0,
+            bytes: 0,
+            interrupted: false,
+            stop: budget.stop,
+        };
+        return Ok((none, imap::FetchReport::default()));
+    }
     let (tx, rx) = mpsc::channel::<Incoming>(32);
     let writer = writer::spawn(
         WriterSetup {
@@ -421,6 +518,7 @@ async fn copy(
             state: sh.state.clone(),
             now: sh.ctx.now,
             progress: progress.clone(),
+            keywords: Some(keywords.clone()),
         },
         rx,
     );
@@ -448,6 +546,7 @@ async fn copy(
                 date: Some(m.internal_date),
                 flags: m.flags,
                 body: m.body,
+                lease: m.lease,
             };
             if tx.send(inc).await.is_err() {
                 break;
@@ -464,10 +563,13 @@ async fn copy(
     let written = writer
         .await
         .map_err(|e| Error::State(format!("writer thread failed: {e}")))??;
+    let moved = fetched.as_ref().map_or(written.bytes, |r| r.bytes);
+    sh.gov.settle(&budget, moved)?;
     let copied = Copied {
         copied: written.copied,
         bytes: written.bytes,
         interrupted,
+        stop: budget.stop,
     };
     if interrupted {
         return Ok((copied, imap::FetchReport::default()));
@@ -475,9 +577,12 @@ async fn copy(
     Ok((copied, fetched?))
 }
 
-/// Carries the server's new flags to the stored files; returns how many.
+/// Carries the server's new flags and keywords to the stored files;
+/// returns how many. A keyword the server removed loses its letter; one a
+/// local client set that the server never had keeps it.
 fn carry_flags(
     md: &Maildir,
+    keywords: &FolderKeywords,
     folder: &FolderName,
     folder_id: i64,
     uv: UidValidity,
@@ -529,7 +634,15 @@ fn carry_flags(
         // A file the user deleted locally stays deleted; the state still
         // learns the flags so the change is not retried every run.
         if let Some(p) = path {
-            md.set_flags(&p, flags)?;
+            let add = keywords.letters(&flags.keywords)?;
+            let remove: String = k
+                .flags
+                .iter()
+                .flat_map(|before| &before.keywords)
+                .filter(|kw| !flags.keywords.iter().any(|n| n.eq_ignore_ascii_case(kw)))
+                .filter_map(|kw| keywords.letter(kw))
+                .collect();
+            md.set_flags_and_keywords(&p, flags, &add, &remove)?;
         }
         updates.push((k.id, flags.clone()));
     }
@@ -672,19 +785,7 @@ async fn recover_uidvalidity(
     let mut hashed = 0;
     if !out.need_digest.is_empty() {
         hashed = out.need_digest.len();
-        let (tx, mut rx) = mpsc::channel::<FetchedMessage>(8);
-        let want = out.need_digest.clone();
-        let collect = tokio::spawn(async move {
-            let mut d = HashMap::new();
-            while let Some(m) = rx.recv().await {
-                d.insert(m.uid, crate::net::sha256(&m.body));
-            }
-            d
-        });
-        let r = s.fetch_bodies(&want, &tx).await;
-        drop(tx);
-        let digests = collect.await.unwrap_or_default();
-        r?;
+        let digests = on_disk::server_digests(s, &out.need_digest).await?;
         for n in &mut news {
             n.digest = digests.get(&n.uid).copied();
         }

@@ -33,6 +33,56 @@ impl MessageHeaders {
     }
 }
 
+/// The Subject, unfolded, its RFC 2047 words decoded in whatever charset
+/// they name ([`crate::encoded_word`]) and trimmed; `None` when there is
+/// none or it is empty.
+pub fn subject(raw: &[u8]) -> Option<String> {
+    let v = raw_header(raw, "subject")?;
+    let s = crate::encoded_word::decode_unstructured(&v);
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// The Message-ID of a header block read from a file, exactly as the IMAP
+/// side reads it from the server's `BODY[HEADER.FIELDS (MESSAGE-ID)]`
+/// (the field's lines, unfolded, normalised), so a file and the server's
+/// copy of one message compare equal. Stops at the end of the header.
+pub fn message_id_of_header(head: &[u8]) -> Option<String> {
+    let mut field = b"Message-ID:".to_vec();
+    field.extend(raw_header(head, "message-id")?);
+    crate::imap::header_value(&field, "Message-ID")
+        .as_deref()
+        .and_then(normalize_message_id)
+}
+
+/// The raw value of the first `name` field of the header block (after the
+/// colon, continuation lines included).
+fn raw_header(raw: &[u8], name: &str) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    for line in raw.split_inclusive(|&b| b == b'\n') {
+        let bare = line.strip_suffix(b"\n").unwrap_or(line);
+        let bare = bare.strip_suffix(b"\r").unwrap_or(bare);
+        if bare.is_empty() {
+            break; // the end of the header
+        }
+        let folded = line[0] == b' ' || line[0] == b'\t';
+        match &mut out {
+            Some(v) if folded => v.extend_from_slice(line),
+            Some(_) => break,
+            None => {
+                if let Some(colon) = bare.iter().position(|&b| b == b':')
+                    && bare[..colon]
+                        .trim_ascii_end()
+                        .eq_ignore_ascii_case(name.as_bytes())
+                {
+                    out = Some(line[colon + 1..].to_vec());
+                }
+            }
+        }
+    }
+    out
+}
+
 /// One spelling of a Message-ID for comparisons: no angle brackets, no
 /// surrounding white space; empty means none.
 pub fn normalize_message_id(s: &str) -> Option<String> {
@@ -64,6 +114,25 @@ mod tests {
             MessageHeaders::default()
         );
         assert_eq!(MessageHeaders::parse(b"").message_id, None);
+    }
+
+    #[test]
+    fn message_id_of_a_file_header_reads_the_field_only() {
+        let h = b"Subject: x\n Message-ID: <not@this>\nMessage-Id:\n <a@b>\nX: y\n\nMessage-ID: <body@x>\n";
+        assert_eq!(message_id_of_header(h).as_deref(), Some("a@b"));
+        assert_eq!(message_id_of_header(b"Subject: x\r\n\r\n").as_deref(), None);
+        assert_eq!(
+            message_id_of_header(b"Message-ID: <c@d>\r\n\r\n").as_deref(),
+            Some("c@d")
+        );
+    }
+
+    #[test]
+    fn subject_is_the_first_field_unfolded_and_decoded() {
+        let m = b"From: a@b\r\nSUBJECT: =?utf-8?Q?caf=C3?=\r\n =?utf-8?Q?=A9?= ok\r\n\tmore\r\nSubject: second\r\n\r\nSubject: body";
+        assert_eq!(subject(m).as_deref(), Some("café ok\tmore"));
+        assert_eq!(subject(b"From: a@b\n\nSubject: in the body\n"), None);
+        assert_eq!(subject(b"Subject:   \n\n"), None);
     }
 
     #[test]

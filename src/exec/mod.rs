@@ -2,13 +2,16 @@
 //! each finished action in the state, only after it is durable on the
 //! target. One module per job shape; they share the Maildir writer.
 
+mod governor;
 mod imap_fetch;
 mod message;
+mod on_disk;
 mod pool;
 mod pop3_fetch;
 mod prune;
 mod push;
 mod source;
+mod stamp;
 mod verify;
 mod writer;
 
@@ -121,6 +124,8 @@ pub async fn run_job(job: &crate::config::Job, command: &str, ctx: &Ctx<'_>) -> 
                 .begin_run(command, Some(&job.name), ctx.now)?,
         )
     };
+    ctx.reporter
+        .begin_job(matches!(job.kind, JobKind::Verify(_)));
     let before = ctx.reporter.summary();
     let result = match &job.kind {
         JobKind::Fetch(f) => match &f.from.endpoint {

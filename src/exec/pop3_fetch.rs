@@ -23,6 +23,7 @@ use super::writer::{self, Incoming, WriterSetup};
 use crate::config::{FetchJob, Retention, rfc3339};
 use crate::endpoint::ServerConfig;
 use crate::error::{Error, Result};
+use crate::flow::Lease;
 use crate::maildir::{Maildir, SourceKey, account_tag};
 use crate::plan::{self, Known, LocalFile, MsgKey, SourceMsg};
 use crate::pop3::{self, Pop3Client};
@@ -44,6 +45,8 @@ struct Shared<'a> {
     sync_key: String,
     target: String,
     inbox: FolderName,
+    /// The account's daily download budget (Gmail's covers POP3 too).
+    gov: super::governor::Governor,
 }
 
 /// One message of this session's listing (also push's POP3 source).
@@ -78,6 +81,7 @@ pub async fn run(job: &FetchJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
         account,
         target,
         inbox: FolderName::inbox(),
+        gov: super::governor::Governor::new(state.clone(), &job.from, None, dry),
     };
     let (mut c, _info) = pop3::connect(&sh.cfg).await?;
     // The state's view loads on another thread while the server lists:
@@ -90,6 +94,7 @@ pub async fn run(job: &FetchJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
         match sync(c, &sh, preloaded.take()).await {
             Ok(()) => return Ok(()),
             Err(Error::Interrupted) => return Err(Error::Interrupted),
+            Err(e @ Error::Budget { .. }) => return Err(e),
             Err(e) if e.is_transient() && attempt == 0 => {
                 attempt += 1;
                 ctx.reporter.warning(
@@ -199,7 +204,8 @@ async fn sync(
     let present = || -> HashSet<MsgKey> { source.iter().map(|m| m.key.clone()).collect() };
 
     if dry {
-        sum.copied = (plan.copy.len() + plan.adopt.len()) as u64;
+        sum.copied = plan.copy.len() as u64;
+        sum.matched = plan.adopt.len() as u64;
         sum.bytes = plan.copy_bytes();
         let mut dels = plan::source_deletions(
             known.values(),
@@ -234,11 +240,11 @@ async fn sync(
 
     if !plan.adopt.is_empty() {
         adopt(&plan.adopt, folder_id, sh)?;
-        sum.copied += plan.adopt.len() as u64;
+        sum.matched += plan.adopt.len() as u64;
     }
     if !plan.copy.is_empty() {
         let by_uidl: HashMap<&Uidl, &Listed> = listing.iter().map(|m| (&m.uidl, m)).collect();
-        let todo: Vec<Listed> = plan
+        let mut todo: Vec<Listed> = plan
             .copy
             .iter()
             .filter_map(|m| match &m.key {
@@ -246,7 +252,16 @@ async fn sync(
                 MsgKey::Uid(_) => None,
             })
             .collect();
-        let out = copy(&mut c, md, folder_id, &todo, &progress, sh).await;
+        // As much as the daily download budget allows, booked first.
+        let budget = sh
+            .gov
+            .reserve(&todo.iter().map(|m| m.size).collect::<Vec<_>>())?;
+        todo.truncate(budget.fits);
+        let mut out = copy(&mut c, md, folder_id, &todo, &progress, sh).await;
+        sh.gov.settle(&budget, out.bytes)?;
+        if out.result.is_ok() && !out.interrupted {
+            out.result = budget.stop.map_or(Ok(()), Err);
+        }
         sum.copied += out.copied;
         sum.bytes += out.bytes;
         for (uidl, why) in &out.failed {
@@ -492,6 +507,7 @@ async fn copy(
             state: sh.state.clone(),
             now: sh.ctx.now,
             progress: progress.clone(),
+            keywords: None,
         },
         rx,
     );
@@ -519,7 +535,7 @@ async fn copy(
     if fetched.is_ok() && !leftover.is_empty() && !sink.stopped() {
         leftover.sort_unstable();
         fetched = c
-            .retr_each(&leftover, async |n, r| sink.deliver(n, r).await)
+            .retr_each(&leftover, async |n, r, l| sink.deliver(n, r, l).await)
             .await;
     }
     let Sink {
@@ -660,7 +676,7 @@ struct Sink<'a> {
 impl Sink<'_> {
     /// Passes on message `msgno` (first session's number); false once
     /// nothing more is wanted.
-    async fn deliver(&self, msgno: u32, result: Result<Vec<u8>>) -> bool {
+    async fn deliver(&self, msgno: u32, result: Result<Vec<u8>>, lease: Lease) -> bool {
         if self.interrupt.is_set() {
             self.interrupted.store(true, Ordering::Relaxed);
             self.stopped.store(true, Ordering::Relaxed);
@@ -682,6 +698,7 @@ impl Sink<'_> {
                     flags: Flags::default(),
                     date: None,
                     size: m.size,
+                    lease,
                 };
                 if self.tx.send(inc).await.is_err() {
                     self.stopped.store(true, Ordering::Relaxed);
@@ -709,7 +726,7 @@ async fn first_share(c: &mut Pop3Client, queue: &Chunks<'_>, sink: &Sink<'_>) ->
         && let Some(chunk) = queue.take()
     {
         let msgnos: Vec<u32> = chunk.iter().map(|m| m.msgno).collect();
-        c.retr_each(&msgnos, async |n, r| sink.deliver(n, r).await)
+        c.retr_each(&msgnos, async |n, r, l| sink.deliver(n, r, l).await)
             .await?;
     }
     Ok(())
@@ -757,8 +774,8 @@ async fn extra_share(sh: &Shared<'_>, queue: &Chunks<'_>, sink: &Sink<'_>) -> Ve
         // Hands the messages on under the first session's numbers; what
         // is left in `back` was never delivered.
         let fetched = session
-            .retr_each(&list, async |n, result| match back.remove(&n) {
-                Some(m) => sink.deliver(m.msgno, result).await,
+            .retr_each(&list, async |n, result, lease| match back.remove(&n) {
+                Some(m) => sink.deliver(m.msgno, result, lease).await,
                 None => true,
             })
             .await;

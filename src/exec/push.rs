@@ -14,14 +14,17 @@
 //! costs a header listing, not a duplicate. Bodies stream from the source
 //! into MULTIAPPEND groups on the target over a bounded channel.
 //!
-//! A rerun costs what changed, not the mailbox (IMAP source with
-//! CONDSTORE): one LIST and one pipelined STATUS on the source, and a
-//! folder still at the UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ recorded
-//! when it was last pushed to completion is not selected on either side.
-//! A changed one is listed with CHANGEDSINCE (new messages and flag
-//! changes only), and the target is searched for unrecorded copies only
-//! above the UIDs the state knows. A lost state, a UIDVALIDITY change on
-//! either side or a filter that holds messages back gets the full listing.
+//! A rerun costs what changed, not the mailbox: one LIST and at most one
+//! pipelined STATUS on each side, and a folder whose source did not change
+//! since it was last pushed to completion ([`Probe`]: IMAP's STATUS with
+//! CONDSTORE, a Maildir folder's change stamp, POP3's listing against the
+//! state) and whose target folder still has the records' UIDVALIDITY is
+//! not opened on either side. A changed IMAP folder is listed with
+//! CHANGEDSINCE (new messages and flag changes only), and the target is
+//! searched for unrecorded copies only above the UIDs the state knows. A
+//! lost state, a UIDVALIDITY change on either side, a target folder
+//! without this folder's copies (another `--map`) or a filter that holds
+//! messages back gets the full listing.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,8 +33,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::governor::Governor;
 use super::message::{MessageHeaders, normalize_message_id};
-use super::source::{Body, Since, Source, SourceSpec, ids, state_key};
+use super::source::{Body, Probe, Since, Source, SourceSpec, ids, state_key};
 use super::{Ctx, pool};
 use crate::config::PushJob;
 use crate::endpoint::{Endpoint, Protocol, ServerConfig};
@@ -43,7 +47,7 @@ use crate::maildir::Maildir;
 use crate::plan::{self, FolderInfo, FolderMap, Known, MapRule, MsgKey, RekeyRecord, SourceMsg};
 use crate::report::Summary;
 use crate::state::{NewRecord, State};
-use crate::types::{Flags, FolderName, Uid, UidValidity};
+use crate::types::{Flags, FolderName, ModSeq, Uid, UidValidity};
 
 /// Messages per APPEND round (the append layer groups them further).
 const BATCH_MSGS: usize = 200;
@@ -57,6 +61,10 @@ pub(super) struct Work {
     /// The target folder's wire name; `None` in a dry run when it does not
     /// exist yet.
     pub target_wire: Option<String>,
+    /// The target folder no longer has the UIDVALIDITY of the copies the
+    /// state records (recreated, or reset): the source is listed in full,
+    /// whatever changed, so every copy is looked for again.
+    pub target_reset: bool,
 }
 
 struct Shared<'a> {
@@ -72,6 +80,8 @@ struct Shared<'a> {
     queue: Mutex<VecDeque<Work>>,
     started: Instant,
     sent: AtomicU64,
+    /// Pacing, connection caps, and the budgets of both accounts.
+    gov: Governor,
 }
 
 /// How to open the source, its account key for the state, and the folder
@@ -113,8 +123,18 @@ pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Res
         .collect::<std::result::Result<_, _>>()
         .map_err(Error::Usage)?;
     let tcfg = job.to.server_config("--to", ctx.settings.timeouts)?;
-    let mut sctl = spec.connect().await?;
-    let (mut tctl, _) = imap::connect(&tcfg).await?;
+    let gov = Governor::new(
+        state.clone(),
+        &job.from,
+        Some(&job.to),
+        ctx.settings.dry_run,
+    );
+    gov.watch(&tcfg);
+    if let super::source::SourceSpec::Imap(c) = &spec {
+        gov.watch(c);
+    }
+    let mut sctl = gov.first(ctx, async || spec.connect().await).await?;
+    let (mut tctl, _) = gov.first(ctx, async || imap::connect(&tcfg).await).await?;
     let (folders, maps, twires) = folder_map(
         &mut sctl,
         &mut tctl,
@@ -132,35 +152,71 @@ pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Res
     }
     report_map(ctx, &maps);
 
-    // The no-op fast path (IMAP source with CONDSTORE): one pipelined
-    // STATUS for every folder; a folder whose UIDVALIDITY, UIDNEXT and
-    // HIGHESTMODSEQ are those recorded when it was last pushed to
-    // completion is passed over without a SELECT on either side.
+    // The no-op fast path: a folder is passed over, without a SELECT on
+    // either side, when its source did not change since it was last
+    // pushed to completion (the probe: one pipelined STATUS for IMAP with
+    // CONDSTORE, a Maildir's change stamps, POP3's one listing against the
+    // state) and its target folder still holds what the state says was
+    // put there (one pipelined STATUS on the target: the records'
+    // UIDVALIDITY). A target folder that is gone is filled again.
     let sync_key = format!("{source_key} {}", turl.account_key());
-    let swires: Vec<&str> = folders.iter().map(|f| f.wire.as_str()).collect();
-    let statuses = sctl.status_many(&swires).await?;
-    let mut skip: Vec<bool> = vec![false; folders.len()];
-    if let Some(statuses) = &statuses {
+    let target_key = |m: &FolderMap| format!("{}/{}", turl.account_key(), m.target);
+    let probes = sctl.probe(&folders, ctx.reporter).await?;
+    let rows: Vec<Option<i64>> = {
         let st = state.lock().unwrap();
-        for (i, (f, m)) in folders.iter().zip(&maps).enumerate() {
-            // A target folder that is gone (deleted there) must be filled
-            // again, whatever the source did.
-            if let Some(fs) = &statuses[i]
-                && twires.contains_key(&m.target)
+        folders
+            .iter()
+            .zip(&maps)
+            .zip(&probes)
+            .map(|((f, m), p)| match twires.contains_key(&m.target) {
+                true => unchanged(&st, &sync_key, &f.name, p, &target_key(m)),
+                false => Ok(None),
+            })
+            .collect::<Result<_>>()?
+    };
+    let mut skip: Vec<bool> = vec![false; folders.len()];
+    let mut reset: Vec<bool> = vec![false; folders.len()];
+    let ask: Vec<usize> = (0..folders.len()).filter(|&i| rows[i].is_some()).collect();
+    if !ask.is_empty() {
+        let tw: Vec<&str> = ask
+            .iter()
+            .map(|&i| twires[&maps[i].target].as_str())
+            .collect();
+        let ts = tctl.status_many(&tw).await?;
+        let st = state.lock().unwrap();
+        for (&i, t) in ask.iter().zip(&ts) {
+            if let (
+                Some(row),
+                Ok(FolderStatus {
+                    uidvalidity: Some(uv),
+                    ..
+                }),
+            ) = (rows[i], t)
             {
-                skip[i] = unchanged(&st, &sync_key, &f.name, fs)?;
+                let (copies, all_there) = st.copies_under(row, &target_key(&maps[i]), *uv)?;
+                // No copies in this target folder although the source has
+                // mail: it was pushed elsewhere before (another --map).
+                skip[i] = all_there && (copies > 0 || probes[i].empty());
+                reset[i] = !all_there;
             }
         }
     }
 
-    // Create (and subscribe) missing target folders, each once.
+    // Create (and subscribe) missing target folders, each once, parents
+    // before children: a server that makes the parent of a new child
+    // itself (Cyrus) would otherwise have it already, without its role.
     let mut wires: HashMap<FolderName, String> = twires;
     if !dry {
-        for m in &maps {
+        let mut todo: Vec<&FolderMap> = maps.iter().filter(|m| !m.exists).collect();
+        todo.sort_by(|a, b| a.target.as_str().cmp(b.target.as_str()));
+        for m in todo {
             if wires.contains_key(&m.target) {
                 continue;
             }
-            let w = tctl.create(&m.target).await?;
+            let (w, role) = tctl.create_with_role(&m.target, m.role).await?;
+            if let Some(why) = role_refused(m, &role) {
+                ctx.reporter.warning(Some(m.target.as_str()), &why);
+            }
             if let Err(e) = tctl.subscribe(&m.target).await {
                 ctx.reporter.warning(
                     Some(m.target.as_str()),
@@ -190,12 +246,13 @@ pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Res
     let work: VecDeque<Work> = folders
         .into_iter()
         .zip(&maps)
-        .zip(skip)
-        .filter(|(_, skip)| !skip)
-        .map(|((src, m), _)| Work {
+        .zip(skip.into_iter().zip(reset))
+        .filter(|(_, (skip, _))| !skip)
+        .map(|((src, m), (_, target_reset))| Work {
             src,
             target_wire: wires.get(&m.target).cloned(),
             target: m.target.clone(),
+            target_reset,
         })
         .collect();
     let sh = Shared {
@@ -209,8 +266,10 @@ pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Res
         queue: Mutex::new(work),
         started: Instant::now(),
         sent: AtomicU64::new(0),
+        gov,
     };
-    let n = (ctx.settings.connections as usize)
+    let n = (job.from.max_connections(ctx.settings.connections) as usize)
+        .min(job.to.max_connections(ctx.settings.connections) as usize)
         .min(sh.queue.lock().unwrap().len())
         .min(sh.spec.max_connections().unwrap_or(usize::MAX))
         .max(1);
@@ -219,12 +278,13 @@ pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Res
         let t = imap::connect(&sh.tcfg).await?.0;
         Ok((s, t))
     };
-    let conns = pool::open((sctl, tctl), n, ctx, connect).await;
+    let conns = pool::open((sctl, tctl), n, ctx, &sh.gov, connect).await;
     let results = futures_util::future::join_all(conns.into_iter().map(|c| {
         pool::drain(
             c,
             &sh.queue,
             ctx,
+            &sh.gov,
             |w: &Work| w.src.name.to_string(),
             connect,
             async |c: &mut (Source, Session), w: &Work| {
@@ -237,10 +297,11 @@ pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Res
     let mut first_err = None;
     for r in results {
         match r {
-            Ok((s, t)) => {
+            Ok(Some((s, t))) => {
                 s.logout(limit).await;
                 t.logout(limit).await;
             }
+            Ok(None) => {}
             Err(e) => {
                 first_err.get_or_insert(e);
             }
@@ -249,18 +310,56 @@ pub async fn run(job: &PushJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Res
     first_err.map_or(Ok(()), Err)
 }
 
-/// True when the source folder's STATUS matches the sync point recorded
-/// when it was last pushed to completion: nothing new, no flag changed.
-fn unchanged(st: &State, sync_key: &str, name: &FolderName, fs: &FolderStatus) -> Result<bool> {
+/// The warning for a created folder that did not get the role it was
+/// created for (the push goes on: the role is a convenience for clients).
+fn role_refused(m: &FolderMap, outcome: &imap::RoleOutcome) -> Option<String> {
+    let role = m.role?.attr();
+    match outcome {
+        imap::RoleOutcome::Refused(reply) => Some(format!(
+            "created without the special-use {role}: the server refused it ({reply})"
+        )),
+        imap::RoleOutcome::Existed => Some(format!(
+            "already existed, so it was not made the {role} folder"
+        )),
+        _ => None,
+    }
+}
+
+/// The state's folder row of a source folder that did not change since it
+/// was last pushed to completion, by its probe; `None` if it did or cannot
+/// tell. IMAP: STATUS equal to the recorded UIDVALIDITY, UIDNEXT and
+/// HIGHESTMODSEQ. A Maildir: the change stamp recorded (in the
+/// HIGHESTMODSEQ column of a row without UIDVALIDITY). POP3, which has no
+/// sync point: every listed UIDL recorded as stored in `target`.
+fn unchanged(
+    st: &State,
+    sync_key: &str,
+    name: &FolderName,
+    probe: &Probe,
+    target: &str,
+) -> Result<Option<i64>> {
     let Some(rec) = st.find_folder(sync_key, name)? else {
-        return Ok(false);
+        return Ok(None);
     };
-    Ok(rec.uidvalidity.is_some()
-        && rec.uidvalidity == fs.uidvalidity
-        && rec.uidnext.is_some()
-        && rec.uidnext == fs.uidnext
-        && rec.highestmodseq.is_some()
-        && rec.highestmodseq == fs.highestmodseq)
+    let same = match probe {
+        Probe::Unknown => false,
+        Probe::Status(fs) => {
+            rec.uidvalidity.is_some()
+                && rec.uidvalidity == fs.uidvalidity
+                && rec.uidnext.is_some()
+                && rec.uidnext == fs.uidnext
+                && rec.highestmodseq.is_some()
+                && rec.highestmodseq == fs.highestmodseq
+        }
+        Probe::Stamp { stamp, .. } => {
+            rec.uidvalidity.is_none() && rec.highestmodseq == Some(ModSeq(*stamp))
+        }
+        Probe::Uidls(uidls) => {
+            let known = st.known_uidls(rec.id, target)?;
+            uidls.iter().all(|u| known.contains_key(u))
+        }
+    };
+    Ok(same.then_some(rec.id))
 }
 
 /// Lists both sides and maps the selected source folders. Returns the
@@ -314,20 +413,26 @@ fn report_map(ctx: &Ctx<'_>, maps: &[FolderMap]) {
     let rep = ctx.reporter;
     for m in maps {
         if rep.json() {
-            rep.emit_value(&serde_json::json!({
+            let mut v = serde_json::json!({
                 "event": "folder_map",
                 "folder": m.source.as_str(),
                 "target": m.target.as_str(),
                 "reason": m.reason.to_string(),
                 "create": !m.exists,
-            }));
+            });
+            if let Some(r) = m.role {
+                v["special_use"] = r.attr().into();
+            }
+            rep.emit_value(&v);
         } else if ctx.settings.dry_run || ctx.settings.verbose > 0 {
+            let created = match (m.exists, m.role) {
+                (true, _) => String::new(),
+                (false, None) => ", created".into(),
+                (false, Some(r)) => format!(", created as {}", r.attr()),
+            };
             rep.line(&format!(
-                "{} → {} ({}{})",
-                m.source,
-                m.target,
-                m.reason,
-                if m.exists { "" } else { ", created" }
+                "{} → {} ({}{created})",
+                m.source, m.target, m.reason
             ));
         }
     }
@@ -371,21 +476,28 @@ async fn push_folder(s: &mut Source, t: &mut Session, w: &Work, sh: &Shared<'_>)
     let dry = sh.ctx.settings.dry_run;
     let name = w.src.name.as_str();
     // Changes only since the last complete push, where the source keeps
-    // modification sequences and no filter could have held a message back
-    // that a later run must still see.
+    // modification sequences, no filter could have held a message back
+    // that a later run must still see, and this target folder has the
+    // copies: the sync point is the source folder's, and after a --map
+    // sent them elsewhere or a reset of the target folder the unchanged
+    // messages are not all there.
+    let target = format!("{}/{}", sh.target_account, w.target);
     let since = {
-        let f = sh
-            .state
-            .lock()
-            .unwrap()
-            .find_folder(&sh.sync_key, &w.src.name)?;
+        let st = sh.state.lock().unwrap();
+        let f = st.find_folder(&sh.sync_key, &w.src.name)?;
+        let f = match f {
+            Some(f) if st.has_copies(f.id, &target)? => Some(f),
+            _ => None,
+        };
         f.and_then(|f| {
             Some(Since {
                 uidvalidity: f.uidvalidity?,
                 highestmodseq: f.highestmodseq?,
             })
         })
-        .filter(|_| sh.job.filter.max_size.is_none() && sh.job.filter.since.is_none())
+        .filter(|_| {
+            sh.job.filter.max_size.is_none() && sh.job.filter.since.is_none() && !w.target_reset
+        })
     };
     let mut opened = s.open_since(&w.src, since, rep).await?;
     if opened.changes_only && opened.listing.is_empty() {
@@ -412,7 +524,6 @@ async fn push_folder(s: &mut Source, t: &mut Session, w: &Work, sh: &Shared<'_>)
         None => None,
     };
     let tuv = tsel.as_ref().map(|x| x.uidvalidity);
-    let target = format!("{}/{}", sh.target_account, w.target);
     let folder_id = {
         let mut st = sh.state.lock().unwrap();
         if dry {
@@ -524,7 +635,7 @@ async fn push_folder(s: &mut Source, t: &mut Session, w: &Work, sh: &Shared<'_>)
             );
         }
     }
-    sum.copied += adopted.len() as u64;
+    sum.matched += adopted.len() as u64;
     // Over the target's APPENDLIMIT (RFC 7889): refused before the body is
     // even read. Reported (and the folder left incomplete, so the next run
     // looks again) until the limit or the message changes.
@@ -560,6 +671,7 @@ async fn push_folder(s: &mut Source, t: &mut Session, w: &Work, sh: &Shared<'_>)
     let tuv = tuv.expect("a real run has the target selected");
     let permanent = tsel.map(|x| x.permanent_flags).unwrap_or_default();
     let mut interrupted = false;
+    let mut stop = None;
     if !plan.copy.is_empty() {
         let c = copy(
             s, t, w, uv, folder_id, &target, &plan.copy, &permanent, &progress, sh,
@@ -569,16 +681,26 @@ async fn push_folder(s: &mut Source, t: &mut Session, w: &Work, sh: &Shared<'_>)
         sum.bytes += c.bytes;
         sum.failed += c.failed;
         interrupted = c.interrupted;
+        stop = c.stop;
+    }
+    if let Some(stop) = stop {
+        // A daily budget: what fitted is recorded; no sync point.
+        progress.finish();
+        rep.folder_done(name, &sum);
+        return Err(stop);
     }
     if !interrupted && !plan.set_flags.is_empty() {
         sum.flags_updated = carry_flags(t, &plan.set_flags, tuv, &permanent, sh).await?;
     }
-    if !interrupted && sum.failed == 0 {
+    // The sync point the next run's no-op path compares with, only when
+    // the folder is complete: nothing failed, and no filter held back a
+    // message that a later run without it must see.
+    if !interrupted && sum.failed == 0 && sum.skipped == 0 {
         sh.state.lock().unwrap().set_folder_sync(
             folder_id,
             uv,
             opened.uidnext,
-            opened.highestmodseq,
+            opened.highestmodseq.or(opened.stamp.map(ModSeq)),
             sh.ctx.now,
         )?;
     }
@@ -791,6 +913,8 @@ struct Copied {
     bytes: u64,
     failed: u64,
     interrupted: bool,
+    /// A daily budget allowed only part: the stop to return.
+    stop: Option<Error>,
 }
 
 /// Streams the bodies from the source into APPEND batches on the target
@@ -815,6 +939,11 @@ async fn copy(
         .target_wire
         .as_deref()
         .expect("target exists in a real run");
+    // As much as the daily budgets allow, booked before reading.
+    let budget = sh
+        .gov
+        .reserve(&msgs.iter().map(|m| m.size).collect::<Vec<_>>())?;
+    let msgs = &msgs[..budget.fits];
     let (tx, mut rx) = mpsc::channel::<Body>(64);
     let keys: Vec<MsgKey> = msgs.iter().map(|m| m.key.clone()).collect();
     let fetch = async {
@@ -828,6 +957,7 @@ async fn copy(
             bytes: 0,
             failed: 0,
             interrupted: false,
+            stop: None,
         };
         let max_batch = batch_limit(sh.job.max_rate);
         while let Some(first) = rx.recv().await {
@@ -864,6 +994,11 @@ async fn copy(
                     )
                 })
                 .collect();
+            // The bodies stay in the memory budget until they are sent.
+            let leases: Vec<crate::flow::Lease> = batch
+                .iter_mut()
+                .map(|m| std::mem::take(&mut m.lease))
+                .collect();
             let results = t
                 .append_batch(
                     wire,
@@ -875,6 +1010,7 @@ async fn copy(
                     }),
                 )
                 .await?;
+            drop(leases);
             let mut recs = Vec::new();
             let mut busy: Option<Error> = None;
             for ((key, size, date, flags, mid, digest), r) in heads.into_iter().zip(results) {
@@ -886,6 +1022,15 @@ async fn copy(
                                 &format!(
                                     "{key}: keywords {} not kept: the target folder does not allow them (PERMANENTFLAGS)",
                                     a.dropped_keywords.join(" ")
+                                ),
+                            );
+                        }
+                        if !a.lost_flags.is_empty() {
+                            rep.warning(
+                                Some(name),
+                                &format!(
+                                    "{key}: {} not kept: the target dropped it on APPEND and did not take it by UID STORE either",
+                                    a.lost_flags.join(" ")
                                 ),
                             );
                         }
@@ -934,12 +1079,13 @@ async fn copy(
         Ok::<Copied, Error>(c)
     };
     let (fetched, uploaded) = tokio::join!(fetch, upload);
-    let c = uploaded?;
+    let mut c = uploaded?;
+    sh.gov.settle(&budget, c.bytes)?;
+    c.stop = budget.stop;
     if c.interrupted {
         return Ok(c);
     }
     let failed = fetched?;
-    let mut c = c;
     for (key, why) in &failed {
         let (u, l) = ids(key);
         rep.message_error(name, u, l, why);

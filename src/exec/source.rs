@@ -50,6 +50,7 @@ impl SourceSpec {
             SourceSpec::Pop3(c) => Source::Pop3(Box::new(Pop3Source {
                 c: pop3::connect(c).await?.0,
                 open: HashMap::new(),
+                probed: None,
             })),
         })
     }
@@ -80,12 +81,16 @@ struct LocalEntry {
     flags: Flags,
     /// mtime, unix seconds.
     date: i64,
+    /// Wire size (CRLF line ends), for the memory budget.
+    size: u64,
 }
 
 /// A POP3 source: its one mailbox's listing by UIDL.
 pub(super) struct Pop3Source {
     c: Pop3Client,
     open: HashMap<Uidl, (u32, u64)>,
+    /// The listing [`Source::probe`] made, for the open that follows.
+    probed: Option<Vec<super::pop3_fetch::Listed>>,
 }
 
 /// A source folder opened for planning.
@@ -99,6 +104,37 @@ pub(super) struct Opened {
     /// The listing holds only the messages changed (new, or flags) since
     /// the sync point given to [`Source::open_since`], not the folder.
     pub changes_only: bool,
+    /// A Maildir folder's change stamp, taken before it was listed
+    /// ([`super::stamp`]); `None` when too fresh to trust, or not a Maildir.
+    pub stamp: Option<u64>,
+}
+
+/// What a source tells about a folder without opening it, so push can
+/// pass over one that did not change since its last complete push.
+#[derive(Debug, Clone)]
+pub(super) enum Probe {
+    /// It cannot tell cheaply (IMAP without CONDSTORE, a refused STATUS,
+    /// a Maildir folder changed a moment ago): the folder is opened.
+    Unknown,
+    /// IMAP with CONDSTORE: STATUS, whose HIGHESTMODSEQ also moves with
+    /// every flag change.
+    Status(FolderStatus),
+    /// A Maildir folder's change stamp, and the files in `cur/` and `new/`.
+    Stamp { stamp: u64, messages: u64 },
+    /// POP3: the UIDLs the mailbox lists (it has no flags to change).
+    Uidls(Vec<Uidl>),
+}
+
+impl Probe {
+    /// True when the folder is known to hold no message.
+    pub fn empty(&self) -> bool {
+        match self {
+            Probe::Unknown => false,
+            Probe::Status(s) => s.messages == 0,
+            Probe::Stamp { messages, .. } => *messages == 0,
+            Probe::Uidls(u) => u.is_empty(),
+        }
+    }
 }
 
 /// Where a folder was last pushed to completion (IMAP with CONDSTORE):
@@ -119,6 +155,8 @@ pub(super) struct Body {
     /// Arrival date for APPEND, unix seconds; `None`: the server's now.
     pub date: Option<i64>,
     pub flags: Flags,
+    /// The body's bytes in the memory budget, until it has been sent on.
+    pub lease: crate::flow::Lease,
 }
 
 /// A message's reconciliation facts: normalized Message-ID and wire size.
@@ -203,24 +241,45 @@ impl Source {
         }
     }
 
-    /// STATUS (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ) of these
-    /// folders in one pipelined round trip, so push can pass over the
-    /// unchanged ones without selecting them. `None` when the source
-    /// cannot tell (not IMAP, or no CONDSTORE: flag changes would be
-    /// invisible); a folder's own STATUS failure is its `None`.
-    pub async fn status_many(
-        &mut self,
-        wires: &[&str],
-    ) -> Result<Option<Vec<Option<FolderStatus>>>> {
+    /// A [`Probe`] of each of these folders: for IMAP one pipelined
+    /// STATUS (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ) for all, only
+    /// with CONDSTORE (without it flag changes are invisible); for a
+    /// Maildir each folder's change stamp; for POP3 its one LIST + UIDL,
+    /// kept for the open that follows so the mailbox is listed once.
+    pub async fn probe(&mut self, folders: &[ListedFolder], rep: &Reporter) -> Result<Vec<Probe>> {
         match self {
-            Source::Imap(s) if s.capabilities().condstore && !wires.is_empty() => Ok(Some(
-                s.status_many(wires)
+            Source::Imap(s) if s.capabilities().condstore && !folders.is_empty() => {
+                let wires: Vec<&str> = folders.iter().map(|f| f.wire.as_str()).collect();
+                Ok(s.status_many(&wires)
                     .await?
                     .into_iter()
-                    .map(|r| r.ok())
-                    .collect(),
-            )),
-            _ => Ok(None),
+                    .map(|r| r.map_or(Probe::Unknown, Probe::Status))
+                    .collect())
+            }
+            Source::Imap(_) => Ok(vec![Probe::Unknown; folders.len()]),
+            Source::Maildir(m) => {
+                let now = std::time::SystemTime::now();
+                Ok(folders
+                    .iter()
+                    .map(|f| {
+                        // An unreadable folder is the open's error to report.
+                        let dir = m.md.folder_dir(&f.name).ok()?;
+                        super::stamp::of(&dir, now)
+                            .ok()?
+                            .map(|(stamp, messages)| Probe::Stamp { stamp, messages })
+                    })
+                    .map(|p| p.unwrap_or(Probe::Unknown))
+                    .collect())
+            }
+            Source::Pop3(p) => {
+                let listed = super::pop3_fetch::list(&mut p.c, rep).await?;
+                let uidls: Vec<Uidl> = listed.iter().map(|l| l.uidl.clone()).collect();
+                p.probed = Some(listed);
+                Ok(folders
+                    .iter()
+                    .map(|_| Probe::Uidls(uidls.clone()))
+                    .collect())
+            }
         }
     }
 
@@ -256,6 +315,7 @@ impl Source {
                     uidnext: sel.uidnext,
                     highestmodseq: sel.highestmodseq,
                     changes_only: from.is_some(),
+                    stamp: None,
                     listing: listing
                         .messages
                         .iter()
@@ -270,7 +330,10 @@ impl Source {
             }
             Source::Maildir(m) => m.open_folder(&f.name),
             Source::Pop3(p) => {
-                let listed = super::pop3_fetch::list(&mut p.c, rep).await?;
+                let listed = match p.probed.take() {
+                    Some(l) => l,
+                    None => super::pop3_fetch::list(&mut p.c, rep).await?,
+                };
                 p.open = listed
                     .iter()
                     .map(|l| (l.uidl.clone(), (l.msgno, l.size)))
@@ -376,6 +439,7 @@ impl Source {
                             date: Some(m.internal_date),
                             flags: m.flags,
                             body: m.body,
+                            lease: m.lease,
                         };
                         if tx.send(b).await.is_err() {
                             break;
@@ -397,6 +461,7 @@ impl Source {
                         failed.push((k.clone(), "not in the folder listing".into()));
                         continue;
                     };
+                    let lease = crate::flow::global().lease(e.size as usize, &[]).await;
                     match m.read(k).await {
                         Some(Ok(body)) => {
                             let b = Body {
@@ -405,6 +470,7 @@ impl Source {
                                 body,
                                 date: Some(e.date),
                                 flags: e.flags,
+                                lease,
                             };
                             if tx.send(b).await.is_err() {
                                 break;
@@ -450,6 +516,7 @@ impl Source {
                                     date: MessageHeaders::parse(&body).date,
                                     flags: Flags::default(),
                                     body,
+                                    lease: f.lease,
                                 };
                                 if tx.send(b).await.is_err() {
                                     break;
@@ -523,6 +590,8 @@ impl MaildirSource {
     /// the name tells it (`W=`, else `S=`), mtime as the arrival date.
     fn open_folder(&mut self, folder: &FolderName) -> Result<Opened> {
         let dir = self.md.folder_dir(folder)?;
+        // Before the listing: what changes from here on changes the stamp.
+        let stamp = super::stamp::of(&dir, std::time::SystemTime::now())?.map(|(s, _)| s);
         let keywords = read_keywords(&dir);
         let mut open = HashMap::new();
         let mut listing = Vec::new();
@@ -561,6 +630,7 @@ impl MaildirSource {
             open.insert(
                 l.unique,
                 LocalEntry {
+                    size: l.vsize.unwrap_or(l.size),
                     path: l.path,
                     flags,
                     date,
@@ -570,6 +640,7 @@ impl MaildirSource {
         self.open = open;
         Ok(Opened {
             listing,
+            stamp,
             ..Default::default()
         })
     }

@@ -173,14 +173,16 @@ pub async fn run(job: &VerifyJob, ctx: &Ctx<'_>) -> Result<()> {
         ctx.reporter.folder_done(
             name,
             &Summary {
+                matched: (src.len() - missing.len()) as u64,
                 failed: missing.len() as u64,
-                skipped: 0,
+                extra: extra.len() as u64,
                 ..Default::default()
             },
         );
         if ctx.settings.verbose > 0 && !ctx.reporter.json() {
             ctx.reporter.line(&format!(
-                "{name} → {tname}: {} in the source, {} in the target, {} missing, {} extra",
+                "{name} → {tname}: {} of {} present ({} in the target), {} missing, {} extra",
+                src.len() - missing.len(),
                 src.len(),
                 dst.len(),
                 missing.len(),

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::message::MessageHeaders;
 use crate::error::Result;
-use crate::maildir::{Maildir, SourceKey};
+use crate::maildir::{FolderKeywords, Maildir, SourceKey};
 use crate::report::FolderProgress;
 use crate::state::{MsgKey as StateKey, NewRecord, State};
 use crate::types::{Flags, FolderName};
@@ -29,6 +29,8 @@ pub struct Incoming {
     pub date: Option<i64>,
     /// Size as the source reports it (RFC822.SIZE, POP3 LIST).
     pub size: u64,
+    /// The body's share of the memory budget, given back once it is written.
+    pub lease: crate::flow::Lease,
 }
 
 /// Where and how to write.
@@ -45,6 +47,9 @@ pub struct WriterSetup {
     pub state: Arc<Mutex<State>>,
     pub now: i64,
     pub progress: Arc<FolderProgress>,
+    /// The folder's Dovecot keyword table, so names carry the keywords
+    /// (IMAP); `None` stores none (POP3 has no keywords).
+    pub keywords: Option<Arc<FolderKeywords>>,
 }
 
 /// What a writer stored.
@@ -95,6 +100,12 @@ pub fn spawn(
                 .filter(|&d| d > 0)
                 .map(|d| UNIX_EPOCH + Duration::from_secs(d as u64));
             batch.set_line_endings_for(&m.body);
+            if let Some(k) = &setup.keywords
+                && !m.flags.keywords.is_empty()
+            {
+                // The state keeps every keyword, also one without a letter.
+                batch.set_keyword_letters(&k.letters(&m.flags.keywords)?);
+            }
             let digest = crate::net::sha256(&m.body);
             let stored = batch.put(
                 &m.body,
@@ -103,6 +114,8 @@ pub fn spawn(
                 mtime.or(Some(SystemTime::now())),
                 setup.into_new,
             )?;
+            // Written (in the page cache): the bytes may be read again.
+            drop(m.lease);
             setup.progress.inc(m.body.len() as u64);
             out.bytes += m.body.len() as u64;
             pending_bytes += m.body.len();
@@ -190,9 +203,10 @@ pub fn adopted_record(
     let bytes = std::fs::read(path).map_err(|e| crate::Error::io(path, e))?;
     let wire = super::wire_bytes(&bytes);
     let h = MessageHeaders::parse(&wire);
+    // The unique part, as the writer records it: it survives flag renames.
     let unique = path.file_name().map(|n| {
         let n = n.to_string_lossy();
-        n.split(':').next().unwrap_or(&n).to_string()
+        n.split([',', ':']).next().unwrap_or(&n).to_string()
     });
     Ok(NewRecord {
         key,

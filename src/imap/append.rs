@@ -6,9 +6,11 @@
 
 use std::collections::VecDeque;
 
+use super::codec::UidSet;
 use super::codec::{format_internal_date, quotable, quote};
 use super::parse::{RespText, Status, Untagged};
 use super::session::{Session, Step};
+use super::write::StoreMode;
 use crate::error::{Error, Result};
 use crate::types::{Flags, Uid, UidValidity};
 
@@ -38,6 +40,10 @@ pub struct Appended {
     pub uid: Option<(UidValidity, Uid)>,
     /// Keywords left out because the target does not keep them.
     pub dropped_keywords: Vec<String>,
+    /// Flags the copy should have but does not: a server that drops
+    /// `\Flagged` on APPEND (the `flag_after_append` quirk) and did not
+    /// take it by UID STORE either, or gave no APPENDUID to set it by.
+    pub lost_flags: Vec<String>,
 }
 
 fn keyword_allowed(kw: &str, permanent: &[String]) -> bool {
@@ -100,7 +106,11 @@ impl Session {
         // Prepare: refuse what cannot be sent, filter keywords, build the
         // `(flags) date` part of each message.
         let mut ready: Vec<(usize, String, Vec<u8>)> = Vec::new();
+        let mut flagged: Vec<usize> = Vec::new();
         for (idx, msg) in msgs.into_iter().enumerate() {
+            if msg.flags.flagged {
+                flagged.push(idx);
+            }
             results.push(None);
             dropped.push(Vec::new());
             let len = msg.body.len();
@@ -161,7 +171,7 @@ impl Session {
             if self.nonsync_ok(len) {
                 self.io
                     .queue(format!("{tag} {line} {{{len}+}}\r\n").as_bytes());
-                self.io.queue(&body);
+                self.io.send_payload(&body).await?;
                 self.io.queue(b"\r\n");
                 inflight.push_back((tag, idx, len));
                 if self.io.queued() >= FLUSH_BYTES {
@@ -208,7 +218,7 @@ impl Session {
                 if refused {
                     continue;
                 }
-                self.io.queue(&body);
+                self.io.send_payload(&body).await?;
                 self.io.queue(b"\r\n");
                 inflight.push_back((tag, idx, len));
             }
@@ -223,10 +233,59 @@ impl Session {
             self.append_step(&what, &mut inflight, &mut results, &mut dropped)
                 .await?;
         }
-        Ok(results
+        let mut results: Vec<Result<Appended>> = results
             .into_iter()
             .map(|r| r.expect("every message has a result"))
-            .collect())
+            .collect();
+        if self.st.quirks.flag_after_append {
+            self.flag_after_append(wire, &flagged, &mut results).await?;
+        }
+        Ok(results)
+    }
+
+    /// `\Flagged` again, by UID STORE, on the copies a server dropped it
+    /// from at APPEND (Exchange), then read back: a copy where it did not
+    /// stick (or that has no APPENDUID, or is not in the selected
+    /// folder) gets it in `lost_flags`, so the caller can say so.
+    async fn flag_after_append(
+        &mut self,
+        wire: &str,
+        flagged: &[usize],
+        results: &mut [Result<Appended>],
+    ) -> Result<()> {
+        let writable = self
+            .st
+            .selected
+            .as_ref()
+            .is_some_and(|s| s.wire == wire && !s.read_only);
+        let mut uids: Vec<(usize, Uid)> = Vec::new();
+        for &i in flagged {
+            if let Ok(a) = &mut results[i] {
+                match a.uid {
+                    Some((_, u)) if writable => uids.push((i, u)),
+                    _ => a.lost_flags.push("\\Flagged".into()),
+                }
+            }
+        }
+        if uids.is_empty() {
+            return Ok(());
+        }
+        let set: Vec<Uid> = uids.iter().map(|(_, u)| *u).collect();
+        let flag = Flags {
+            flagged: true,
+            ..Flags::default()
+        };
+        self.uid_store_flags(&set, StoreMode::Add, &flag).await?;
+        let now = self
+            .uid_fetch_meta(Some(&UidSet::from_uids(set.iter().copied())), None)
+            .await?;
+        for (i, u) in uids {
+            let stuck = now.messages.iter().any(|m| m.uid == u && m.flags.flagged);
+            if !stuck && let Ok(a) = &mut results[i] {
+                a.lost_flags.push("\\Flagged".into());
+            }
+        }
+        Ok(())
     }
 
     /// Sends `ready` as MULTIAPPEND groups (LITERAL+, a few groups in
@@ -263,7 +322,7 @@ impl Session {
                 for (_, opts, body) in groups[next] {
                     self.io
                         .queue(format!("{opts} {{{}+}}\r\n", body.len()).as_bytes());
-                    self.io.queue(body);
+                    self.io.send_payload(body).await?;
                 }
                 self.io.queue(b"\r\n");
                 inflight.push_back((tag, next));
@@ -302,6 +361,7 @@ impl Session {
                         results[*idx] = Some(Ok(Appended {
                             uid: uids.as_ref().map(|(uv, u)| (*uv, u[k])),
                             dropped_keywords: std::mem::take(&mut dropped[*idx]),
+                            lost_flags: Vec::new(),
                         }));
                     }
                 }
@@ -387,6 +447,7 @@ impl Session {
         Ok(Appended {
             uid,
             dropped_keywords,
+            lost_flags: Vec::new(),
         })
     }
 }

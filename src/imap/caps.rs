@@ -20,6 +20,11 @@ pub struct Capabilities {
     /// RFC 6851 MOVE.
     pub move_: bool,
     pub special_use: bool,
+    /// RFC 6154 `CREATE-SPECIAL-USE`: `CREATE name (USE (\Sent))`.
+    pub create_special_use: bool,
+    /// RFC 5464 `METADATA` (per-mailbox entries, such as
+    /// `/private/specialuse`).
+    pub metadata: bool,
     pub list_extended: bool,
     pub namespace: bool,
     /// RFC 7889: the largest message the server accepts, if global.
@@ -51,6 +56,8 @@ impl Capabilities {
             multiappend: has("MULTIAPPEND"),
             move_: has("MOVE"),
             special_use: has("SPECIAL-USE"),
+            create_special_use: has("CREATE-SPECIAL-USE"),
+            metadata: has("METADATA"),
             list_extended: has("LIST-EXTENDED"),
             namespace: has("NAMESPACE"),
             appendlimit: atoms
@@ -82,6 +89,16 @@ impl Capabilities {
         self.has(&format!("AUTH={mech}"))
     }
 
+    /// The same capabilities minus `names` (quirks: an extension a
+    /// server advertises but does not implement safely).
+    pub fn without(&self, names: &[&str]) -> Capabilities {
+        Capabilities::from_atoms(
+            self.atoms
+                .iter()
+                .filter(|a| !names.iter().any(|n| a.eq_ignore_ascii_case(n))),
+        )
+    }
+
     /// Everything advertised, uppercased, for `mailferry check`.
     pub fn atoms(&self) -> &[String] {
         &self.atoms
@@ -111,7 +128,14 @@ mod tests {
         assert!(c.has("id") && c.has_auth("plain") && !c.has_auth("XOAUTH2"));
         assert_eq!(c.appendlimit, Some(35651584));
         assert!(!c.starttls && !c.literal_minus && !c.compress);
+        assert!(c.special_use && !c.create_special_use && !c.metadata);
+        let cyrus = Capabilities::parse("IMAP4rev1 CREATE-SPECIAL-USE METADATA SPECIAL-USE");
+        assert!(cyrus.create_special_use && cyrus.metadata);
+        assert!(!Capabilities::parse("METADATA-SERVER").metadata);
         assert_eq!(c.auth_mechanisms(), vec!["PLAIN"]);
         assert!(Capabilities::parse("IMAP4rev1 QRESYNC").condstore);
+        let masked = c.without(&["CONDSTORE", "QRESYNC"]);
+        assert!(!masked.condstore && !masked.qresync && masked.uidplus);
+        assert!(!masked.has("CONDSTORE") && masked.has("ID"));
     }
 }

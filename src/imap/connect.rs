@@ -54,6 +54,7 @@ async fn connect_as(cfg: &ServerConfig, login: &Login) -> Result<(Session, ConnI
         Io::new(stream, server.clone(), t.command),
         Capabilities::default(),
     );
+    s.io.pace = cfg.pace.clone();
     let (greeting, preauth, greet_caps) = net::timed(
         t.connect,
         &server,
@@ -93,11 +94,20 @@ async fn connect_as(cfg: &ServerConfig, login: &Login) -> Result<(Session, ConnI
             Io::new(tls, server.clone(), t.command),
             Capabilities::default(),
         );
+        s.io.pace = cfg.pace.clone();
         s.refresh_capabilities().await?;
     }
 
     if !preauth {
         authenticate(&mut s, cfg, login).await?;
+    }
+    s.st.quirks = cfg.quirks;
+    if cfg.quirks.no_condstore {
+        // Advertised or not, never used: see `Quirks::no_condstore`.
+        s.st.caps = s.st.caps.without(&["CONDSTORE", "QRESYNC"]);
+    }
+    if s.st.caps.appendlimit.is_none() {
+        s.st.caps.appendlimit = cfg.quirks.append_limit;
     }
     s.enable(&["CONDSTORE", "QRESYNC"]).await?;
     let info = ConnInfo {
@@ -195,10 +205,16 @@ async fn authenticate(s: &mut Session, cfg: &ServerConfig, login: &Login) -> Res
 
 /// A server that answers a token with `BYE` and hangs up instead of a
 /// tagged NO (some do for an expired one) has refused the login: the
-/// caller then refreshes the token and tries again.
+/// caller then refreshes the token and tries again. A BYE that asks to
+/// slow down or speaks of connection limits is the governor's, not a
+/// refusal of the token.
 fn bye_is_refusal(e: Error) -> Error {
     match e {
-        Error::Connect { server, msg } if msg.contains("BYE") => Error::Auth { server, msg },
+        Error::Connect { server, msg }
+            if msg.contains("BYE") && crate::error::pacing_of(&msg).is_none() =>
+        {
+            Error::Auth { server, msg }
+        }
         e => e,
     }
 }
@@ -272,6 +288,14 @@ fn auth_result(
     let detail = challenge.map(|c| format!(" ({c})")).unwrap_or_default();
     match status {
         Status::Ok => Ok(text),
+        // "Too many simultaneous connections", [THROTTLED], [UNAVAILABLE]:
+        // the credentials were not judged. Not an authentication failure
+        // (exit 3, no retry) but a refusal for now that the governor
+        // handles (fewer connections, or a pause).
+        Status::No if crate::error::pacing_of(&text.display()).is_some() => Err(Error::protocol(
+            &s.io.server,
+            format!("{what}: server said NO: {}{detail}", text.display()),
+        )),
         Status::No => Err(Error::Auth {
             server: s.io.server.clone(),
             msg: format!("{what}: {}{detail}", text.display()),

@@ -23,6 +23,8 @@ const MAX_SET_BYTES: usize = 7000;
 pub struct MessageMeta {
     pub uid: Uid,
     pub flags: Flags,
+    /// RFC822.SIZE; 0 when the server did not tell (Yahoo), which
+    /// planning takes as unknown, not as a size.
     pub size: u64,
     /// INTERNALDATE as Unix seconds (its zone applied).
     pub internal_date: i64,
@@ -56,9 +58,15 @@ pub struct FetchedMessage {
     pub flags: Flags,
     /// INTERNALDATE as Unix seconds.
     pub internal_date: i64,
-    /// RFC822.SIZE as the server reported it.
+    /// RFC822.SIZE as the server reported it, or the body's length when
+    /// it reported none or 0.
     pub size: u64,
     pub body: Vec<u8>,
+    /// The body's bytes in the process's memory budget; dropping it (with
+    /// the body, once written or sent on) lets the next one be read. A
+    /// consumer that keeps bodies drops the lease, or the reader slows to
+    /// one message per [`crate::flow::WAIT_LIMIT`].
+    pub lease: crate::flow::Lease,
 }
 
 /// Accounting of a body fetch: every requested UID is in exactly one of
@@ -359,7 +367,44 @@ impl Session {
         .await?;
         out.sort_by_key(|h| h.uid);
         out.dedup_by_key(|h| h.uid);
+        self.size_unsized(&mut out).await?;
         Ok(out)
+    }
+
+    /// Gives the messages whose RFC822.SIZE came back 0 (Yahoo: "{0}
+    /// sizes") their real size, the length of their body, so matching by
+    /// Message-ID + size and verify never take 0 for a size. Costs a
+    /// download of just those messages; none on a server that tells.
+    async fn size_unsized(&mut self, heads: &mut [HeaderInfo]) -> Result<()> {
+        let zero: Vec<Uid> = heads
+            .iter()
+            .filter(|h| h.size == 0)
+            .map(|h| h.uid)
+            .collect();
+        if zero.is_empty() {
+            return Ok(());
+        }
+        let (tx, mut rx) = mpsc::channel::<FetchedMessage>(8);
+        let collect = async move {
+            let mut sizes = std::collections::HashMap::new();
+            while let Some(m) = rx.recv().await {
+                sizes.insert(m.uid, m.body.len() as u64);
+            }
+            sizes
+        };
+        let fetch = async {
+            let r = self.fetch_bodies(&zero, &tx).await;
+            drop(tx);
+            r
+        };
+        let (r, sizes) = tokio::join!(fetch, collect);
+        r?;
+        for h in heads.iter_mut() {
+            if let Some(&n) = sizes.get(&h.uid) {
+                h.size = n;
+            }
+        }
+        Ok(())
     }
 
     /// Downloads `uids` (compact sets, ≤1000 per command, two commands in
@@ -377,10 +422,11 @@ impl Session {
         tx: &mpsc::Sender<FetchedMessage>,
     ) -> Result<FetchReport> {
         let requested = UidSet::from_uids(uids.iter().copied());
+        let item = self.st.quirks.body_item.wire();
         let cmds: Vec<String> = requested
             .chunks(BODY_CHUNK, MAX_SET_BYTES)
             .iter()
-            .map(|c| format!("UID FETCH {c} (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])"))
+            .map(|c| format!("UID FETCH {c} (UID FLAGS INTERNALDATE RFC822.SIZE {item})"))
             .collect();
         let mut report = FetchReport::default();
         let mut seen: HashSet<u32> = HashSet::with_capacity(requested.len().min(1 << 20) as usize);
@@ -390,60 +436,90 @@ impl Session {
         let mut first_err: Option<Error> = None;
         let mut receiver_gone = false;
         let mut slot: Option<std::result::Result<FetchedMessage, (Uid, String)>> = None;
-        loop {
-            while first_err.is_none() && !receiver_gone && inflight.len() < 2 && next < cmds.len() {
-                let t = self.queue_cmd(&[Part::Text(cmds[next].clone())]);
-                inflight.push_back((t, next));
-                next += 1;
-            }
-            let Some((_, front)) = inflight.front() else {
-                break;
-            };
-            self.io.ctx = self.ctx(&short(&cmds[*front]));
-            self.io.flush().await?;
-            let step = self
-                .read_step(&mut |u| {
-                    let Untagged::Fetch(_, c) = u else {
-                        return Ok(false);
-                    };
-                    body_from_fetch(c, &requested, &mut seen, &mut no_body, &mut slot)
-                })
-                .await?;
-            match step {
-                Step::Untagged(_) => {}
-                Step::Tagged { tag, status, text } => {
-                    let Some(pos) = inflight.iter().position(|(t, _)| *t == tag) else {
-                        return Err(self.stray_tag(&tag));
-                    };
-                    let (_, i) = inflight.remove(pos).expect("valid position");
-                    if let Err(e) = self.check(&short(&cmds[i]), status, text)
-                        && first_err.is_none()
-                    {
-                        first_err = Some(e);
+        let mut detached: Option<Detached> = None;
+        // Bodies are leased from the memory budget before they are read,
+        // and read into buffers of their own.
+        self.io.lease_from = Some(crate::flow::global().clone());
+        self.io.detach = true;
+        let r = async {
+            loop {
+                while first_err.is_none()
+                    && !receiver_gone
+                    && inflight.len() < 2
+                    && next < cmds.len()
+                {
+                    let t = self.queue_cmd(&[Part::Text(cmds[next].clone())]);
+                    inflight.push_back((t, next));
+                    next += 1;
+                }
+                let Some((_, front)) = inflight.front() else {
+                    break;
+                };
+                self.io.ctx = self.ctx(&short(&cmds[*front]));
+                self.io.flush().await?;
+                let step = self
+                    .read_step(&mut |u| {
+                        let Untagged::Fetch(_, c) = u else {
+                            return Ok(false);
+                        };
+                        body_from_fetch(
+                            c,
+                            &requested,
+                            &mut seen,
+                            &mut no_body,
+                            &mut slot,
+                            &mut detached,
+                        )
+                    })
+                    .await?;
+                match step {
+                    Step::Untagged(_) => {}
+                    Step::Tagged { tag, status, text } => {
+                        let Some(pos) = inflight.iter().position(|(t, _)| *t == tag) else {
+                            return Err(self.stray_tag(&tag));
+                        };
+                        let (_, i) = inflight.remove(pos).expect("valid position");
+                        if let Err(e) = self.check(&short(&cmds[i]), status, text)
+                            && first_err.is_none()
+                        {
+                            first_err = Some(e);
+                        }
+                    }
+                    Step::Continue(_) => {
+                        self.io.broken = true;
+                        return Err(Error::protocol(
+                            &self.io.server,
+                            format!("{}: unexpected continuation request", self.io.ctx),
+                        ));
                     }
                 }
-                Step::Continue(_) => {
-                    self.io.broken = true;
-                    return Err(Error::protocol(
-                        &self.io.server,
-                        format!("{}: unexpected continuation request", self.io.ctx),
-                    ));
-                }
-            }
-            match slot.take() {
-                Some(Ok(m)) if !receiver_gone => {
-                    let n = m.body.len() as u64;
-                    if tx.send(m).await.is_err() {
-                        receiver_gone = true;
-                    } else {
-                        report.delivered += 1;
-                        report.bytes += n;
+                match slot.take() {
+                    Some(Ok(mut m)) if !receiver_gone => {
+                        m.lease = self.io.take_lease();
+                        if let Some(d) = detached.take() {
+                            m.body = self.io.take_detached(d.index).unwrap_or_default();
+                            if !d.size_known {
+                                m.size = m.body.len() as u64;
+                            }
+                        }
+                        let n = m.body.len() as u64;
+                        if tx.send(m).await.is_err() {
+                            receiver_gone = true;
+                        } else {
+                            report.delivered += 1;
+                            report.bytes += n;
+                        }
                     }
+                    Some(Err(f)) => report.failed.push(f),
+                    _ => {}
                 }
-                Some(Err(f)) => report.failed.push(f),
-                _ => {}
             }
+            Ok(())
         }
+        .await;
+        self.io.lease_from = None;
+        self.io.detach = false;
+        r?;
         if let Some(e) = first_err {
             return Err(e);
         }
@@ -468,6 +544,14 @@ impl Session {
     }
 }
 
+/// A body the framing layer read into a buffer of its own: it is taken
+/// from there once the response is parsed.
+struct Detached {
+    index: usize,
+    /// RFC822.SIZE was in the response; else the size is the body's.
+    size_known: bool,
+}
+
 /// Extracts one message from a FETCH response, or a per-UID failure.
 /// Returns whether the response was ours (consumed).
 fn body_from_fetch(
@@ -476,17 +560,23 @@ fn body_from_fetch(
     seen: &mut HashSet<u32>,
     no_body: &mut HashSet<u32>,
     slot: &mut Option<std::result::Result<FetchedMessage, (Uid, String)>>,
+    detached: &mut Option<Detached>,
 ) -> Result<bool> {
     let (mut uid, mut flags, mut date, mut size, mut body) = (None, None, None, None, None);
     let mut nil_body = false;
+    let mut detached_body = None;
     for (k, v) in parse::fetch_items(c.clone()) {
         match k.as_str() {
             "UID" => uid = v.number().map(|n| Uid(n as u32)),
             "FLAGS" => flags = Some(flags_of(&v)),
             "INTERNALDATE" => date = v.text().map(|t| t.into_owned()),
             "RFC822.SIZE" => size = v.number(),
-            "BODY[]" => match v {
+            "BODY[]" | "RFC822" => match v {
                 Val::Str(s) => body = Some(s.into_owned()),
+                Val::Detached(k) => {
+                    body = Some(Vec::new());
+                    detached_body = Some(k);
+                }
                 _ => nil_body = true,
             },
             _ => {}
@@ -505,14 +595,31 @@ fn body_from_fetch(
     let fail = |why: String| Ok(Some(Err((uid, why))));
     let r: Result<Option<_>> = match (body, date.as_deref().and_then(parse_internal_date)) {
         (None, _) => fail("server returned NIL for BODY[]".into()),
+        // No mail is 0 bytes (Dovecot refuses to store one): a server
+        // glitch, never a message to store and count as copied.
+        (Some(b), _) if b.is_empty() && detached_body.is_none() => {
+            fail("server returned an empty body ({0}); not stored, the next run asks again".into())
+        }
         (Some(_), None) => fail(format!("missing or bad INTERNALDATE {date:?}")),
-        (Some(body), Some(internal_date)) => Ok(Some(Ok(FetchedMessage {
-            uid,
-            flags: flags.unwrap_or_default(),
-            internal_date,
-            size: size.unwrap_or(body.len() as u64),
-            body,
-        }))),
+        (Some(body), Some(internal_date)) => {
+            // RFC822.SIZE 0 (Yahoo) is "unknown", never a size: the bytes
+            // fetched are the size.
+            let size = size.filter(|&n| n > 0);
+            if let Some(index) = detached_body {
+                *detached = Some(Detached {
+                    index,
+                    size_known: size.is_some(),
+                });
+            }
+            Ok(Some(Ok(FetchedMessage {
+                uid,
+                flags: flags.unwrap_or_default(),
+                internal_date,
+                size: size.unwrap_or(body.len() as u64),
+                body,
+                lease: Default::default(),
+            })))
+        }
     };
     *slot = r?;
     Ok(true)

@@ -12,12 +12,17 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{Error, Result};
+use crate::flow::{Budget, Lease};
 use crate::net::MailStream;
 
 /// Largest single response we accept; a message bigger than this is
 /// certainly not mail, and buffering it would exhaust memory.
 const MAX_RESPONSE: usize = 1 << 30;
 const READ_CHUNK: usize = 64 * 1024;
+/// With [`Io::detach`] on, literals this large are read into a buffer of
+/// their own: a message body then costs one copy (out of the TLS layer)
+/// and its own size in memory, not a second copy and a grown `buf`.
+const DETACH_MIN: usize = 64 * 1024;
 
 /// Buffered, framed connection to one server.
 pub(crate) struct Io {
@@ -36,12 +41,25 @@ pub(crate) struct Io {
     pub bytes_out: u64,
     /// Set after EOF or a read/write error: the session is unusable.
     pub broken: bool,
+    /// A pause the account's server asked for: nothing is sent before it.
+    pub pace: crate::imap::Pace,
     next_tag: u64,
     /// Reads land here first. Reading straight into `buf`'s spare capacity
     /// made the TLS stream zero all of it on every read (a memset of
     /// megabytes per 16 KB record: 40% of a fetch's CPU); a fixed,
     /// already-initialised buffer costs one copy instead.
     scratch: Box<[u8]>,
+    /// While set, every literal is leased from this budget before its
+    /// bytes are read (message bodies: see [`crate::flow`]).
+    pub lease_from: Option<Budget>,
+    /// Leases of the last response's literals, until taken or the next read.
+    leases: Vec<Lease>,
+    /// While set, large literals are detached: read into their own buffer,
+    /// and written in the response as `{@K}`, which the parser gives as
+    /// `Val::Detached(K)` ([`Io::take_detached`]).
+    pub detach: bool,
+    /// The last response's detached literals, by `K`.
+    detached: Vec<Option<Vec<u8>>>,
 }
 
 impl Io {
@@ -58,8 +76,13 @@ impl Io {
             bytes_in: 0,
             bytes_out: 0,
             broken: false,
+            pace: Default::default(),
             next_tag: 1,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            lease_from: None,
+            leases: Vec::new(),
+            detach: false,
+            detached: Vec::new(),
         }
     }
 
@@ -112,22 +135,42 @@ impl Io {
         if self.wbuf.is_empty() {
             return Ok(());
         }
+        let data = std::mem::take(&mut self.wbuf);
+        let r = self.write_direct(&data).await;
+        self.wbuf = data;
+        self.wbuf.clear();
+        if self.wbuf.capacity() > 4 * READ_CHUNK {
+            self.wbuf.shrink_to(READ_CHUNK);
+        }
+        r
+    }
+
+    /// Sends a message body: queued with the rest when small, else written
+    /// straight from `bytes` after what is queued, so a 30 MB literal is
+    /// never copied into (and kept as the capacity of) the write buffer.
+    pub async fn send_payload(&mut self, bytes: &[u8]) -> Result<()> {
+        if bytes.len() < DETACH_MIN {
+            self.queue(bytes);
+            return Ok(());
+        }
+        self.flush().await?;
+        self.write_direct(bytes).await
+    }
+
+    async fn write_direct(&mut self, data: &[u8]) -> Result<()> {
         if self.broken {
             return Err(self.lost());
         }
-        let data = std::mem::take(&mut self.wbuf);
-        let n = data.len() as u64;
+        self.pace.wait().await;
         let limit = self.read_timeout;
         let r = tokio::time::timeout(limit, async {
-            self.stream.write_all(&data).await?;
+            self.stream.write_all(data).await?;
             self.stream.flush().await
         })
         .await;
-        self.wbuf = data;
-        self.wbuf.clear();
         match r {
             Ok(Ok(())) => {
-                self.bytes_out += n;
+                self.bytes_out += data.len() as u64;
                 Ok(())
             }
             Ok(Err(e)) => {
@@ -158,12 +201,30 @@ impl Io {
         )
     }
 
-    /// Reads more bytes (at least one) with the per-read timeout.
+    /// Reads more bytes (at least one) into `buf` with the per-read timeout.
     async fn fill(&mut self, want: usize) -> Result<()> {
+        self.buf.reserve(want.max(READ_CHUNK));
+        let n = self.read_some().await?;
+        self.buf.extend_from_slice(&self.scratch[..n]);
+        Ok(())
+    }
+
+    /// Reads up to `want` more bytes of a detached literal into `lit`; what
+    /// the same read brought beyond the literal goes to `buf`.
+    async fn fill_detached(&mut self, lit: &mut Vec<u8>, want: usize) -> Result<()> {
+        let n = self.read_some().await?;
+        let mine = n.min(want);
+        lit.extend_from_slice(&self.scratch[..mine]);
+        self.buf.extend_from_slice(&self.scratch[mine..n]);
+        Ok(())
+    }
+
+    /// One socket read into `scratch`, with the per-read timeout; EOF is
+    /// an error. Returns the bytes read.
+    async fn read_some(&mut self) -> Result<usize> {
         if self.broken {
             return Err(self.lost());
         }
-        self.buf.reserve(want.max(READ_CHUNK));
         let limit = self.read_timeout;
         match tokio::time::timeout(limit, self.stream.read(&mut self.scratch)).await {
             Ok(Ok(0)) => {
@@ -171,9 +232,8 @@ impl Io {
                 Err(self.lost())
             }
             Ok(Ok(n)) => {
-                self.buf.extend_from_slice(&self.scratch[..n]);
                 self.bytes_in += n as u64;
-                Ok(())
+                Ok(n)
             }
             Ok(Err(e)) => {
                 self.broken = true;
@@ -214,10 +274,20 @@ impl Io {
         shift
     }
 
+    /// The leases taken for the last response's literals (one lease for
+    /// all of them), for whoever keeps its bytes.
+    pub fn take_lease(&mut self) -> Lease {
+        self.leases
+            .drain(..)
+            .fold(Lease::default(), |all, l| all.merge(l))
+    }
+
     /// Reads the next complete response and returns its byte range; the
     /// bytes stay valid until the next call. EOF before a complete
     /// response is an error, never a silent end.
     pub async fn next(&mut self) -> Result<Range<usize>> {
+        self.leases.clear();
+        self.detached.clear();
         self.compact();
         let mut scan = self.start;
         loop {
@@ -234,6 +304,16 @@ impl Io {
                                 format!("response to {} is larger than 1 GiB; refusing", self.ctx),
                             )
                         })?;
+                    if let Some(b) = &self.lease_from
+                        && self.buf.len() < need
+                    {
+                        let l = b.lease(n, &self.leases).await;
+                        self.leases.push(l);
+                    }
+                    if self.detach && n >= DETACH_MIN {
+                        scan = self.detach_literal(line_end, n).await?;
+                        continue;
+                    }
                     while self.buf.len() < need {
                         let want = need - self.buf.len();
                         self.fill(want.min(16 << 20)).await?;
@@ -252,6 +332,33 @@ impl Io {
             }
             self.fill(READ_CHUNK).await?;
         }
+    }
+
+    /// Reads the `n`-byte literal announced by the line ending at
+    /// `line_end` into a buffer of its own, and puts `{@K}` in the line in
+    /// place of `{n}`. Returns where scanning for the rest goes on.
+    async fn detach_literal(&mut self, line_end: usize, n: usize) -> Result<usize> {
+        let line = &self.buf[self.start..line_end];
+        let open = line.iter().rposition(|&b| b == b'{').expect("a literal");
+        let open = self.start + open - usize::from(open > 0 && line[open - 1] == b'~');
+        let have = (self.buf.len() - line_end).min(n);
+        let mut lit = Vec::with_capacity(n);
+        lit.extend_from_slice(&self.buf[line_end..line_end + have]);
+        let marker = format!("{{@{}}}\r\n", self.detached.len());
+        self.buf
+            .splice(open..line_end + have, marker.bytes())
+            .for_each(drop);
+        while lit.len() < n {
+            let want = n - lit.len();
+            self.fill_detached(&mut lit, want).await?;
+        }
+        self.detached.push(Some(lit));
+        Ok(open + marker.len())
+    }
+
+    /// Detached literal `k` of the last response ([`Io::detach`]), once.
+    pub fn take_detached(&mut self, k: usize) -> Option<Vec<u8>> {
+        self.detached.get_mut(k)?.take()
     }
 
     pub fn slice(&self, r: Range<usize>) -> &[u8] {

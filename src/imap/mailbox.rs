@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::codec::{decode_folder, encode_folder};
+use super::codec::{decode_folder, encode_folder, quote};
 use super::parse::{self, Status, Untagged};
 use super::session::{Part, SelectedState, Session, astring};
 use crate::error::{Error, Result};
@@ -23,6 +23,19 @@ pub enum SpecialUse {
 }
 
 impl SpecialUse {
+    /// The attribute as IMAP writes it (`\Sent`).
+    pub fn attr(self) -> &'static str {
+        match self {
+            SpecialUse::Sent => "\\Sent",
+            SpecialUse::Drafts => "\\Drafts",
+            SpecialUse::Trash => "\\Trash",
+            SpecialUse::Junk => "\\Junk",
+            SpecialUse::Archive => "\\Archive",
+            SpecialUse::All => "\\All",
+            SpecialUse::Flagged => "\\Flagged",
+        }
+    }
+
     fn from_attr(a: &str) -> Option<SpecialUse> {
         Some(match a.to_ascii_lowercase().as_str() {
             "\\sent" => SpecialUse::Sent,
@@ -61,6 +74,24 @@ pub struct Namespace {
     /// Wire prefix, e.g. `INBOX.` or empty.
     pub prefix: String,
     pub delimiter: Option<char>,
+}
+
+/// What became of the special-use asked for at [`Session::create_with_role`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleOutcome {
+    /// None was asked for.
+    NotAsked,
+    /// Given with `CREATE … (USE (…))` (RFC 6154).
+    CreateUse,
+    /// Given with `SETMETADATA … (/private/specialuse …)` (RFC 5464).
+    Metadata,
+    /// The server offers neither way: created without it.
+    Unsupported,
+    /// The server refused the role (its reply): created without it.
+    Refused(String),
+    /// The folder existed after all (made meanwhile, or as the parent of
+    /// one created before it): left as it is.
+    Existed,
 }
 
 /// A mailbox's state right after SELECT/EXAMINE.
@@ -193,14 +224,111 @@ impl Session {
     /// callers want "make sure it exists". Returns the wire name.
     pub async fn create(&mut self, name: &FolderName) -> Result<String> {
         let wire = self.wire_name(name).await?;
-        let parts = [Part::Text("CREATE ".into()), astring(&wire)];
+        self.create_wire(&wire, None).await?.map_err(|(e, _)| e)?;
+        Ok(wire)
+    }
+
+    /// CREATE with a special-use role (RFC 6154), so the new folder is
+    /// the account's Sent (Drafts, …) for every client: `CREATE name (USE
+    /// (\Sent))` where the server offers CREATE-SPECIAL-USE, else CREATE
+    /// and `SETMETADATA name (/private/specialuse "\\Sent")` where it
+    /// offers METADATA, else a plain CREATE. A refused role never fails
+    /// the CREATE: the folder is made without it and the outcome says why.
+    /// An already existing folder is left as it is (no role).
+    pub async fn create_with_role(
+        &mut self,
+        name: &FolderName,
+        role: Option<SpecialUse>,
+    ) -> Result<(String, RoleOutcome)> {
+        let wire = self.wire_name(name).await?;
+        let Some(role) = role else {
+            self.create_wire(&wire, None).await?.map_err(|(e, _)| e)?;
+            return Ok((wire, RoleOutcome::NotAsked));
+        };
+        if self.st.caps.create_special_use {
+            return match self.create_wire(&wire, Some(role)).await? {
+                Ok(true) => Ok((wire, RoleOutcome::CreateUse)),
+                Ok(false) => Ok((wire, RoleOutcome::Existed)),
+                // Refused with the role (NO [USEATTR], or a server that
+                // does not parse it after all): without it.
+                Err((_, refusal)) => {
+                    self.create_wire(&wire, None).await?.map_err(|(e, _)| e)?;
+                    Ok((wire, RoleOutcome::Refused(refusal)))
+                }
+            };
+        }
+        let created = self.create_wire(&wire, None).await?.map_err(|(e, _)| e)?;
+        if !created {
+            return Ok((wire, RoleOutcome::Existed));
+        }
+        if !self.st.caps.metadata {
+            return Ok((wire, RoleOutcome::Unsupported));
+        }
+        let parts = [
+            Part::Text("SETMETADATA ".into()),
+            astring(&wire),
+            Part::Text(format!(" (/private/specialuse {})", quote(role.attr()))),
+        ];
+        let what = format!("SETMETADATA {wire}");
+        let (st, text) = self.run_status(&parts, &what, |_| Ok(false)).await?;
+        Ok(match st {
+            Status::Ok => (wire, RoleOutcome::Metadata),
+            _ => (wire, RoleOutcome::Refused(text.display())),
+        })
+    }
+
+    /// One CREATE (with `USE (role)` if given). The outer error is the
+    /// connection's; the inner one a refusal, with the server's reply.
+    /// `Ok(true)`: created; `Ok(false)`: it existed already —
+    /// `NO [ALREADYEXISTS]`, or a NO without that code (Cyrus says only
+    /// "Mailbox already exists") for a folder LIST then shows.
+    async fn create_wire(
+        &mut self,
+        wire: &str,
+        role: Option<SpecialUse>,
+    ) -> Result<std::result::Result<bool, (Error, String)>> {
+        let mut parts = vec![Part::Text("CREATE ".into()), astring(wire)];
+        if let Some(r) = role {
+            parts.push(Part::Text(format!(" (USE ({}))", r.attr())));
+        }
         let what = format!("CREATE {wire}");
         let (st, text) = self.run_status(&parts, &what, |_| Ok(false)).await?;
-        if st == Status::No && text.code_name().as_deref() == Some("ALREADYEXISTS") {
-            return Ok(wire);
+        match st {
+            Status::Ok => return Ok(Ok(true)),
+            Status::No if text.code_name().as_deref() == Some("ALREADYEXISTS") => {
+                return Ok(Ok(false));
+            }
+            Status::No if self.listed(wire).await? => return Ok(Ok(false)),
+            _ => {}
         }
-        self.check(&what, st, text)?;
-        Ok(wire)
+        let reply = text.display();
+        let err = self.check(&what, st, text).expect_err("not OK");
+        Ok(Err((err, reply)))
+    }
+
+    /// True when `LIST "" wire` shows that exact folder (a LIST the server
+    /// refuses shows nothing: the caller's own error is the one to report).
+    async fn listed(&mut self, wire: &str) -> Result<bool> {
+        let parts = [Part::Text("LIST \"\" ".into()), astring(wire)];
+        let mut found = false;
+        let (st, _) = self
+            .run_status(&parts, &format!("LIST {wire}"), |u| {
+                if let Untagged::Other(name, c) = u
+                    && name.eq_ignore_ascii_case(b"LIST")
+                {
+                    if let Some(l) = parse::parse_list(&mut c.clone()) {
+                        let gone = l
+                            .attributes
+                            .iter()
+                            .any(|a| a.eq_ignore_ascii_case("\\NonExistent"));
+                        found |= l.name == wire && !gone;
+                    }
+                    return Ok(true);
+                }
+                Ok(false)
+            })
+            .await?;
+        Ok(found && st == Status::Ok)
     }
 
     /// SUBSCRIBE, so created folders show up in clients that only list
@@ -273,6 +401,10 @@ impl Session {
             .await?;
         if text.code_name().as_deref() == Some("READ-ONLY") {
             sel.read_only = true;
+        }
+        if self.st.quirks.no_condstore {
+            // Yahoo sends one without CONDSTORE behind it: never a sync point.
+            sel.highestmodseq = None;
         }
         let Some(uv) = uidvalidity else {
             return Err(Error::protocol(

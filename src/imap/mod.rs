@@ -14,7 +14,9 @@ mod connect;
 mod fetch;
 mod io;
 mod mailbox;
+mod pace;
 mod parse;
+mod quirks;
 mod session;
 mod write;
 
@@ -24,8 +26,11 @@ pub use codec::{
     SLASH_STANDIN, UidSet, decode_folder, encode_folder, format_internal_date, parse_internal_date,
 };
 pub use connect::{ConnInfo, connect};
+pub(crate) use fetch::header_value;
 pub use fetch::{FetchReport, FetchedMessage, HeaderInfo, MessageMeta, MetaListing};
-pub use mailbox::{FolderStatus, ListedFolder, Namespace, Selected, SpecialUse};
+pub use mailbox::{FolderStatus, ListedFolder, Namespace, RoleOutcome, Selected, SpecialUse};
+pub use pace::Pace;
+pub use quirks::{BodyItem, Quirks};
 pub use session::{FlagChange, ServerChanges, Session};
 pub use write::{CopyUid, StoreMode};
 

@@ -16,6 +16,9 @@ pub(crate) enum Val<'a> {
     Str(Cow<'a, [u8]>),
     Nil,
     List(Vec<Val<'a>>),
+    /// A large literal the framing layer read into a buffer of its own
+    /// (`Io::take_detached`), by its index in the response.
+    Detached(usize),
 }
 
 impl<'a> Val<'a> {
@@ -138,11 +141,6 @@ impl<'a> Cursor<'a> {
             b'{' | b'~' => {
                 let open = if b == b'~' { self.pos + 1 } else { self.pos };
                 let close = open + self.s[open..].iter().position(|&c| c == b'}')?;
-                let n: usize = std::str::from_utf8(&self.s[open + 1..close])
-                    .ok()?
-                    .trim_end_matches('+')
-                    .parse()
-                    .ok()?;
                 let mut p = close + 1;
                 if self.s.get(p) == Some(&b'\r') {
                     p += 1;
@@ -150,6 +148,16 @@ impl<'a> Cursor<'a> {
                 if self.s.get(p) == Some(&b'\n') {
                     p += 1;
                 }
+                if let Some(k) = self.s[open + 1..close].strip_prefix(b"@") {
+                    let k = std::str::from_utf8(k).ok()?.parse().ok()?;
+                    self.pos = p;
+                    return Some(Val::Detached(k));
+                }
+                let n: usize = std::str::from_utf8(&self.s[open + 1..close])
+                    .ok()?
+                    .trim_end_matches('+')
+                    .parse()
+                    .ok()?;
                 let data = self.s.get(p..p + n)?;
                 self.pos = p + n;
                 Some(Val::Str(Cow::Borrowed(data)))
@@ -460,7 +468,7 @@ pub(crate) fn parse_list(c: &mut Cursor<'_>) -> Option<ListLine> {
         Val::Atom(a) => String::from_utf8_lossy(a).into_owned(),
         Val::Str(s) => String::from_utf8_lossy(&s).into_owned(),
         Val::Nil => "NIL".into(),
-        Val::List(_) => return None,
+        Val::List(_) | Val::Detached(_) => return None,
     };
     Some(ListLine {
         attributes: attrs,

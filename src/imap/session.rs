@@ -76,6 +76,8 @@ pub(crate) struct State {
     pub changes: ServerChanges,
     /// Hierarchy delimiter once learned from LIST/NAMESPACE.
     pub delimiter: Option<Option<char>>,
+    /// The provider's quirks, applied by every command that they concern.
+    pub quirks: super::quirks::Quirks,
 }
 
 impl State {
@@ -86,6 +88,7 @@ impl State {
             selected: None,
             changes: ServerChanges::default(),
             delimiter: None,
+            quirks: Default::default(),
         }
     }
 
@@ -187,6 +190,11 @@ impl Session {
     /// The capabilities as of the last refresh (after auth/STARTTLS).
     pub fn capabilities(&self) -> &Capabilities {
         &self.st.caps
+    }
+
+    /// The quirk switches this session applies.
+    pub fn quirks(&self) -> super::quirks::Quirks {
+        self.st.quirks
     }
 
     /// Extensions the server confirmed with ENABLED.

@@ -107,6 +107,8 @@ fn cfg(port: u16, security: Security) -> ServerConfig {
             connect: Duration::from_secs(5),
             command: Duration::from_secs(2),
         },
+        quirks: Default::default(),
+        pace: Default::default(),
     }
 }
 
@@ -229,6 +231,94 @@ async fn fetch_bodies_reports_missing_nil_and_unsolicited() {
     assert_eq!(ch.flags.len(), 1);
     assert_eq!(ch.flags[0].uid, Some(Uid(77)));
     assert!(ch.flags[0].flags.flagged);
+}
+
+/// A body of `n` bytes with a pattern that shows any byte out of place.
+fn pattern(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| match i % 80 {
+            78 => b'\r',
+            79 => b'\n',
+            k => b'!' + ((i / 80 + k) as u8 ^ seed) % 90,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn large_bodies_are_read_into_their_own_buffers_byte_for_byte() {
+    // Bodies above and below the detach size, back to back in one reply
+    // (so reads end inside literals and bring the next response with
+    // them), a server text that looks like our own marker, and a second
+    // literal in one response.
+    let big1 = pattern(300_000, 1);
+    let big2 = pattern(65 * 1024, 2);
+    let small = pattern(1000, 3);
+    let (b1, b2, sm) = (big1.clone(), big2.clone(), small.clone());
+    let port = fake(&greeting(), move |tag, cmd| {
+        login(tag, cmd).unwrap_or_else(|| {
+            let date = "\"17-Jul-1996 02:44:25 -0700\"";
+            let mut r = Vec::new();
+            for (uid, body) in [(1, &b1), (2, &sm), (3, &b2)] {
+                r.extend_from_slice(
+                    format!(
+                        "* {uid} FETCH (UID {uid} FLAGS ({{@0}}) INTERNALDATE {date} BODY[] {{{}}}\r\n",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+                r.extend_from_slice(body);
+                r.extend_from_slice(format!(" BODY[HEADER] {{{}}}\r\n", b2.len()).as_bytes());
+                r.extend_from_slice(&b2);
+                r.extend_from_slice(b")\r\n");
+            }
+            r.extend_from_slice(format!("{tag} OK done\r\n").as_bytes());
+            Act::Reply(String::from_utf8(r).unwrap())
+        })
+    })
+    .await;
+    let (mut s, _) = connect(&cfg(port, Security::Plaintext)).await.unwrap();
+    s.select("INBOX").await.unwrap();
+    let (tx, mut rx) = mpsc::channel(8);
+    let r = s
+        .fetch_bodies(&[Uid(1), Uid(2), Uid(3)], &tx)
+        .await
+        .unwrap();
+    drop(tx);
+    assert_eq!(r.delivered, 3, "{r:?}");
+    let mut got = Vec::new();
+    while let Some(m) = rx.recv().await {
+        got.push((m.uid, m.size, m.body));
+    }
+    assert_eq!(
+        got,
+        vec![
+            (Uid(1), big1.len() as u64, big1),
+            (Uid(2), small.len() as u64, small),
+            (Uid(3), big2.len() as u64, big2),
+        ],
+        "bodies differ"
+    );
+    // The session is in step: the next command works.
+    s.noop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_connection_cut_inside_a_large_body_is_connection_lost() {
+    let port = fake(&greeting(), |tag, cmd| {
+        login(tag, cmd).unwrap_or_else(|| {
+            let mut b = b"* 1 FETCH (UID 1 FLAGS () INTERNALDATE \"01-Jan-2020 00:00:00 +0000\" RFC822.SIZE 500000 BODY[] {500000}\r\n".to_vec();
+            b.extend_from_slice(&pattern(200_000, 4));
+            Act::ReplyAndClose(b)
+        })
+    })
+    .await;
+    let (mut s, _) = connect(&cfg(port, Security::Plaintext)).await.unwrap();
+    s.select("INBOX").await.unwrap();
+    let (tx, mut rx) = mpsc::channel(4);
+    let e = s.fetch_bodies(&[Uid(1)], &tx).await.unwrap_err();
+    assert!(matches!(e, Error::Connect { .. }), "{e}");
+    drop(tx);
+    assert!(rx.recv().await.is_none(), "a partial body was delivered");
 }
 
 #[tokio::test]
@@ -511,4 +601,112 @@ async fn an_expired_token_bye_mid_session_and_at_login_gets_a_fresh_token() {
     let (mut s, _) = connect(&c).await.unwrap();
     s.noop().await.unwrap();
     assert_eq!(std::fs::read_to_string(&n).unwrap().trim(), "2");
+}
+
+/// A fake target for [`Session::create_with_role`]: `caps` after login,
+/// the hierarchy delimiter `.`, and `reply(command)` for everything else:
+/// the response lines, `TAG` standing for the command's tag. Returns the
+/// port and the commands it saw.
+async fn role_target(
+    caps: &'static str,
+    reply: fn(&str) -> &'static str,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let port = fake(
+        &format!("* OK [CAPABILITY {caps}] fake\r\n"),
+        move |tag, cmd| {
+            if cmd.starts_with("AUTHENTICATE PLAIN ") {
+                return Act::Reply(format!("{tag} OK [CAPABILITY {caps}] in\r\n"));
+            }
+            if cmd == "LIST \"\" \"\"" {
+                return Act::Reply(format!(
+                    "* LIST (\\Noselect) \".\" \"\"\r\n{tag} OK done\r\n"
+                ));
+            }
+            log.lock().unwrap().push(cmd.to_string());
+            Act::Reply(format!("{}\r\n", reply(cmd).replace("TAG", tag)))
+        },
+    )
+    .await;
+    (port, seen)
+}
+
+#[tokio::test]
+async fn create_with_role_uses_create_special_use_then_metadata_and_survives_a_refusal() {
+    const BASE: &str = "IMAP4rev1 LITERAL+ SASL-IR AUTH=PLAIN";
+    const USE: &str = "IMAP4rev1 LITERAL+ SASL-IR AUTH=PLAIN CREATE-SPECIAL-USE METADATA";
+    const MD: &str = "IMAP4rev1 LITERAL+ SASL-IR AUTH=PLAIN METADATA";
+    let sent = crate::types::FolderName::new("Sent");
+    let run = async |caps: &'static str, reply: fn(&str) -> &'static str, role| {
+        let (port, seen) = role_target(caps, reply).await;
+        let (mut s, _) = connect(&cfg(port, Security::Plaintext)).await.unwrap();
+        let r = s.create_with_role(&sent, role).await;
+        let seen = seen.lock().unwrap().clone();
+        (r, seen)
+    };
+
+    // CREATE-SPECIAL-USE: one CREATE with the role.
+    let (r, seen) = run(USE, |_| "TAG OK done", Some(SpecialUse::Sent)).await;
+    assert_eq!(r.unwrap(), ("Sent".into(), RoleOutcome::CreateUse));
+    assert_eq!(seen, ["CREATE \"Sent\" (USE (\\Sent))"]);
+
+    // The role refused (Cyrus, for a second \Sent): created without it,
+    // after LIST showed the refusal was not about an existing folder.
+    let (r, seen) = run(
+        USE,
+        |c| match c.contains("USE") {
+            true => "TAG NO [USEATTR] SPECIAL-USE flag conflict",
+            false => "TAG OK done",
+        },
+        Some(SpecialUse::Sent),
+    )
+    .await;
+    let (_, outcome) = r.unwrap();
+    assert_eq!(
+        outcome,
+        RoleOutcome::Refused("[USEATTR] SPECIAL-USE flag conflict".into())
+    );
+    assert_eq!(
+        seen,
+        [
+            "CREATE \"Sent\" (USE (\\Sent))",
+            "LIST \"\" \"Sent\"",
+            "CREATE \"Sent\""
+        ]
+    );
+
+    // Refused, and the plain CREATE too: that is the error.
+    let (r, _) = run(USE, |_| "TAG NO [NOPERM] no", Some(SpecialUse::Sent)).await;
+    let e = r.unwrap_err().to_string();
+    assert!(e.contains("CREATE Sent") && e.contains("NOPERM"), "{e}");
+
+    // Cyrus names an existing folder without [ALREADYEXISTS]: LIST tells.
+    let (r, _) = run(
+        USE,
+        |c| match c.starts_with("LIST") {
+            true => "* LIST (\\HasChildren) \".\" Sent\r\nTAG OK done",
+            false => "TAG NO Mailbox already exists",
+        },
+        Some(SpecialUse::Sent),
+    )
+    .await;
+    assert_eq!(r.unwrap().1, RoleOutcome::Existed);
+
+    // METADATA only: CREATE, then SETMETADATA with the value quoted.
+    let (r, seen) = run(MD, |_| "TAG OK done", Some(SpecialUse::Drafts)).await;
+    assert_eq!(r.unwrap().1, RoleOutcome::Metadata);
+    assert_eq!(
+        seen,
+        [
+            "CREATE \"Sent\"",
+            "SETMETADATA \"Sent\" (/private/specialuse \"\\\\Drafts\")"
+        ]
+    );
+
+    // Neither: a plain CREATE. An existing folder is fine either way.
+    let (r, seen) = run(BASE, |_| "TAG OK done", Some(SpecialUse::Trash)).await;
+    assert_eq!((r.unwrap().1, seen.len()), (RoleOutcome::Unsupported, 1));
+    let (r, _) = run(BASE, |_| "TAG NO [ALREADYEXISTS] exists", None).await;
+    assert_eq!(r.unwrap().1, RoleOutcome::NotAsked);
 }

@@ -122,6 +122,9 @@ pub struct Batch {
     /// The message being written has only CRLF line endings (see
     /// [`Batch::set_line_endings_for`]).
     input_crlf_only: bool,
+    /// Keyword letters for the next message's name (see
+    /// [`Batch::set_keyword_letters`]).
+    keyword_letters: String,
 }
 
 impl Batch {
@@ -143,6 +146,7 @@ impl Batch {
             fs_sync_checked: false,
             never_fs_sync: false,
             input_crlf_only: false,
+            keyword_letters: String::new(),
         }
     }
 
@@ -167,6 +171,13 @@ impl Batch {
         self.line_endings = LineEndings::lossless_for(msg);
         // Lf is chosen exactly when every line ends in CRLF.
         self.input_crlf_only = self.line_endings == LineEndings::Lf;
+    }
+
+    /// Dovecot keyword letters (`a`–`z`, from
+    /// [`super::FolderKeywords::letters`]) for the next message begun: its
+    /// name carries them after the standard flags.
+    pub fn set_keyword_letters(&mut self, letters: &str) {
+        self.keyword_letters = letters.chars().filter(char::is_ascii_lowercase).collect();
     }
 
     /// Chooses the fsync strategy (default [`SyncMode::Deferred`], faster).
@@ -229,7 +240,11 @@ impl Batch {
         into_new: bool,
     ) -> Result<StoredFile> {
         let mut p = self.begin(key, flags, mtime, into_new)?;
-        p.write_all(msg)?;
+        // In pieces, so converting line endings needs a buffer of one
+        // piece, not a second copy of a 30 MB message.
+        for piece in msg.chunks(PUT_PIECE) {
+            p.write_all(piece)?;
+        }
         p.finish()
     }
 
@@ -245,6 +260,7 @@ impl Batch {
         mtime: Option<SystemTime>,
         into_new: bool,
     ) -> Result<PendingFile<'_>> {
+        let keyword_letters = std::mem::take(&mut self.keyword_letters);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -267,13 +283,15 @@ impl Batch {
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| Error::io(&tmp, e))?;
+        let mut info = flags.to_maildir();
+        info.push_str(&super::merge_letters("", &keyword_letters, ""));
         Ok(PendingFile {
             batch: self,
             out: Some(BufWriter::with_capacity(64 * 1024, file)),
             tmp,
             unique,
             key: key.clone(),
-            info: flags.to_maildir(),
+            info,
             mtime,
             into_new,
             pending_cr: false,
@@ -363,6 +381,9 @@ impl Drop for Batch {
         }
     }
 }
+
+/// What [`Batch::put`] hands to [`PendingFile::write_all`] at a time.
+const PUT_PIECE: usize = 256 * 1024;
 
 /// A message being written to tmp/. Dropping it without
 /// [`PendingFile::finish`] removes the partial file.

@@ -8,10 +8,12 @@
 
 mod deliver;
 mod fs_sync;
+mod keywords;
 mod name;
 mod scan;
 
 pub use deliver::{Batch, LineEndings, PendingFile, StoredFile, SyncMode};
+pub use keywords::{FolderKeywords, KEYWORDS_FILE, Keywords, MAX_KEYWORDS, merge_letters};
 pub use name::{SourceKey, account_tag};
 pub use scan::LocalMessage;
 
@@ -70,6 +72,24 @@ fn make_maildir(dir: &Path) -> Result<bool> {
         created |= mkdir(&dir.join(sub))?;
     }
     Ok(created)
+}
+
+/// A file name's new info letters: `flags` as the standard ones, keyword
+/// letters per [`merge_letters`], any other letter (`P`) kept; sorted.
+fn info_letters(old: &str, flags: &Flags, add: &str, remove: &str) -> String {
+    let kept: String = old
+        .chars()
+        .filter(|c| c.is_ascii_alphabetic() && !"DFRST".contains(*c) && !c.is_ascii_lowercase())
+        .collect();
+    let mut letters: Vec<char> = flags
+        .to_maildir()
+        .chars()
+        .chain(kept.chars())
+        .chain(merge_letters(old, add, remove).chars())
+        .collect();
+    letters.sort_unstable();
+    letters.dedup();
+    letters.into_iter().collect()
 }
 
 fn hostname() -> String {
@@ -225,6 +245,20 @@ impl Maildir {
     /// the next run; call [`Maildir::sync_folder`] before recording it if
     /// the state must not get ahead of the disk.
     pub fn set_flags(&self, path: &Path, flags: &Flags) -> Result<PathBuf> {
+        self.set_flags_and_keywords(path, flags, "", "")
+    }
+
+    /// [`Maildir::set_flags`], and the keyword letters `add` set and
+    /// `remove` cleared (see [`FolderKeywords`]); other keyword letters
+    /// stay. A file whose letters would not change is left where it is
+    /// (also in new/).
+    pub fn set_flags_and_keywords(
+        &self,
+        path: &Path,
+        flags: &Flags,
+        add: &str,
+        remove: &str,
+    ) -> Result<PathBuf> {
         let bad = |why: &str| {
             Error::io(
                 path,
@@ -244,23 +278,31 @@ impl Maildir {
         }
         let folder_dir = sub.parent().ok_or_else(|| bad("not in a Maildir"))?;
         let (base, old_info) = match fname.split_once(':') {
-            Some((b, i)) => (b, i.strip_prefix("2,").unwrap_or("")),
-            None => (fname, ""),
+            Some((b, i)) => (b, i.strip_prefix("2,")),
+            None => (fname, None),
         };
-        let mut letters: Vec<char> = flags.to_maildir().chars().collect();
-        letters.extend(
-            old_info
-                .chars()
-                .filter(|c| !"DFRST".contains(*c) && c.is_ascii_alphabetic()),
-        );
-        letters.sort_unstable();
-        letters.dedup();
-        let new_name: String = format!("{base}:2,{}", letters.into_iter().collect::<String>());
-        let new_path = folder_dir.join("cur").join(new_name);
+        let new_info = info_letters(old_info.unwrap_or(""), flags, add, remove);
+        if old_info == Some(new_info.as_str()) {
+            return Ok(path.to_path_buf());
+        }
+        let new_path = folder_dir.join("cur").join(format!("{base}:2,{new_info}"));
         if new_path != path {
             fs::rename(path, &new_path).map_err(|e| Error::io(path, e))?;
         }
         Ok(new_path)
+    }
+
+    /// The keyword table of a folder, to name files with keyword letters
+    /// and extend Dovecot's `dovecot-keywords` when a new keyword comes.
+    pub fn keywords(&self, folder: &FolderName) -> Result<FolderKeywords> {
+        FolderKeywords::open(self.folder_dir(folder)?, self.lock_host())
+    }
+
+    /// The host name as Dovecot writes it into its lock files.
+    fn lock_host(&self) -> String {
+        fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| self.host.clone())
     }
 
     /// fsyncs a folder's cur/ and new/ after flag renames.

@@ -258,6 +258,76 @@ fn hostile_folder_names_write_nothing_outside_root() {
 }
 
 #[test]
+fn keyword_letters_go_into_names_and_follow_changes() {
+    let t = tempfile::tempdir().unwrap();
+    let md = Maildir::open_or_create(t.path()).unwrap();
+    let inbox = FolderName::inbox();
+    let kw = md.keywords(&inbox).unwrap();
+    let seen = Flags {
+        seen: true,
+        keywords: vec!["$Forwarded".into(), "Work".into()],
+        ..Flags::default()
+    };
+    let letters = kw.letters(&seen.keywords).unwrap();
+    assert_eq!(letters, "ab");
+    let mut b = md.batch(&inbox, "acct").unwrap();
+    b.set_keyword_letters(&letters);
+    let f = b.put(b"m", &imap(1), &seen, None, false).unwrap();
+    // Only the next message carries them.
+    let g = b.put(b"n", &imap(2), &seen, None, false).unwrap();
+    b.commit().unwrap();
+    assert!(
+        f.path.to_str().unwrap().ends_with(":2,Sab"),
+        "{}",
+        f.path.display()
+    );
+    assert!(
+        g.path.to_str().unwrap().ends_with(":2,S"),
+        "{}",
+        g.path.display()
+    );
+    assert_eq!(
+        fs::read_to_string(t.path().join(KEYWORDS_FILE)).unwrap(),
+        "0 $Forwarded\n1 Work\n"
+    );
+    // The server dropped Work and added Later; a local client's letter
+    // `z` (no keyword mailferry knows) stays.
+    let local = f.path.with_file_name(format!(
+        "{}z",
+        f.path.file_name().unwrap().to_str().unwrap()
+    ));
+    fs::rename(&f.path, &local).unwrap();
+    let now = Flags {
+        seen: true,
+        keywords: vec!["$Forwarded".into(), "Later".into()],
+        ..Flags::default()
+    };
+    let add = kw.letters(&now.keywords).unwrap();
+    let p = md
+        .set_flags_and_keywords(&local, &now, &add, &kw.letter("Work").unwrap().to_string())
+        .unwrap();
+    assert!(p.to_str().unwrap().ends_with(":2,Sacz"), "{}", p.display());
+    // No change: the file stays where it is, in new/ too.
+    let h = {
+        let mut b = md.batch(&inbox, "acct").unwrap();
+        let h = b
+            .put(b"o", &imap(3), &Flags::default(), None, true)
+            .unwrap();
+        b.commit().unwrap();
+        h
+    };
+    let h2 = md
+        .set_flags_and_keywords(&h.path, &Flags::default(), "", "ab")
+        .unwrap();
+    assert_ne!(h2, h.path, "a new/ file without info moves to cur/ once");
+    assert_eq!(
+        md.set_flags_and_keywords(&h2, &Flags::default(), "", "ab")
+            .unwrap(),
+        h2
+    );
+}
+
+#[test]
 fn set_flags_moves_new_to_cur_and_keeps_unknown_letters() {
     let t = tempfile::tempdir().unwrap();
     let md = Maildir::open_or_create(t.path()).unwrap();

@@ -142,17 +142,21 @@ pub async fn run(
     while let Some((index, line, err)) = stream.next().await {
         let k = done.fetch_add(1, Ordering::Relaxed) + 1;
         reporter.add(&line.summary());
-        if settings.json {
-            if let Ok(v) = serde_json::to_value(&line) {
-                reporter.emit_value(&v);
-            }
-        } else if chatty || (line.outcome == Outcome::Failed && !settings.quiet) {
+        if settings.json
+            && let Ok(v) = serde_json::to_value(&line)
+        {
+            reporter.emit_value(&v);
+        }
+        // A failed account is one line on stderr, also with --json (SPEC
+        // §4: cron mails stderr); its own reporter leaves that to us.
+        if chatty || (line.outcome == Outcome::Failed && !settings.quiet) {
             reporter.line(&format!(
-                "[{k}/{total}] {}: {}, {} copied ({}) in {:.1} s{}",
+                "[{k}/{total}] {}: {}, {} copied ({}), {} matched in {:.1} s{}",
                 line.id,
                 line.outcome.as_str(),
                 line.copied,
                 crate::report::human_bytes(line.bytes),
+                line.matched,
                 line.seconds,
                 line.error
                     .as_deref()
@@ -409,6 +413,7 @@ fn blank_line(
             _ => err.exit_code() as i32,
         },
         copied: 0,
+        matched: 0,
         flags_updated: 0,
         skipped: 0,
         failed: 0,
@@ -492,7 +497,7 @@ async fn run_account(p: Planned, sh: Arc<Shared>) -> (AccountLine, Option<Error>
             }
         }
     };
-    let rep = Reporter::with_output(&settings, out);
+    let rep = Reporter::with_output(&settings, out).fatal_not_on_stderr();
     let ctx = crate::exec::Ctx {
         settings: &settings,
         reporter: &rep,
@@ -525,6 +530,7 @@ async fn run_account(p: Planned, sh: Arc<Shared>) -> (AccountLine, Option<Error>
         outcome,
         exit_code: code as i32,
         copied: s.copied,
+        matched: s.matched,
         flags_updated: s.flags_updated,
         skipped: s.skipped,
         failed: s.failed,
@@ -547,6 +553,9 @@ mod tests {
             secret: SecretSource::Default { env_var: "X" },
             tls: Default::default(),
             connections: None,
+            profile: None,
+            daily_download: None,
+            daily_upload: None,
         };
         PushJob {
             from: acct(from),

@@ -51,6 +51,8 @@ pub struct AccountLine {
     pub outcome: Outcome,
     pub exit_code: i32,
     pub copied: u64,
+    /// Already on the target: recorded, not copied again.
+    pub matched: u64,
     pub flags_updated: u64,
     pub skipped: u64,
     pub failed: u64,
@@ -66,6 +68,7 @@ impl AccountLine {
     pub fn summary(&self) -> Summary {
         Summary {
             copied: self.copied,
+            matched: self.matched,
             flags_updated: self.flags_updated,
             skipped: self.skipped,
             failed: self.failed,
@@ -87,6 +90,7 @@ pub struct MigrateSummary {
     pub skipped: usize,
     pub not_started: usize,
     pub copied: u64,
+    pub matched: u64,
     pub bytes: u64,
     pub seconds: f64,
     pub messages_per_second: f64,
@@ -109,6 +113,7 @@ impl MigrateSummary {
             skipped: n(Outcome::Skipped),
             not_started: n(Outcome::NotStarted),
             copied,
+            matched: lines.iter().map(|l| l.matched).sum(),
             bytes: lines.iter().map(|l| l.bytes).sum(),
             seconds: round3(seconds),
             messages_per_second: if seconds > 0.0 {
@@ -128,17 +133,18 @@ pub fn round3(s: f64) -> f64 {
 
 /// How bad an exit code is, for "the worst account decides": a signal
 /// first (the run did not finish), then what needs a person (config,
-/// credentials), then what may pass by itself (connection, lock), then
-/// missing messages.
+/// credentials), then what may pass by itself (connection, lock, a
+/// daily budget), then missing messages.
 pub fn severity(code: ExitCode) -> u8 {
     match code {
         ExitCode::Ok => 0,
         ExitCode::Partial => 1,
-        ExitCode::Locked => 2,
-        ExitCode::Connect => 3,
-        ExitCode::Auth => 4,
-        ExitCode::Usage => 5,
-        ExitCode::Interrupted => 6,
+        ExitCode::Budget => 2,
+        ExitCode::Locked => 3,
+        ExitCode::Connect => 4,
+        ExitCode::Auth => 5,
+        ExitCode::Usage => 6,
+        ExitCode::Interrupted => 7,
     }
 }
 
@@ -153,17 +159,18 @@ pub fn table(lines: &[AccountLine], sum: &MigrateSummary) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<w$}  {:<11}  {:>4}  {:>8}  {:>6}  {:>10}  {:>8}  error",
-        "id", "outcome", "exit", "copied", "failed", "bytes", "seconds"
+        "{:<w$}  {:<11}  {:>4}  {:>8}  {:>8}  {:>6}  {:>10}  {:>8}  error",
+        "id", "outcome", "exit", "copied", "matched", "failed", "bytes", "seconds"
     );
     for l in lines {
         let id: String = l.id.chars().take(40).collect();
         let _ = writeln!(
             s,
-            "{id:<w$}  {:<11}  {:>4}  {:>8}  {:>6}  {:>10}  {:>8.1}  {}",
+            "{id:<w$}  {:<11}  {:>4}  {:>8}  {:>8}  {:>6}  {:>10}  {:>8.1}  {}",
             l.outcome.as_str(),
             l.exit_code,
             l.copied,
+            l.matched,
             l.failed,
             human_bytes(l.bytes),
             l.seconds,
@@ -173,7 +180,7 @@ pub fn table(lines: &[AccountLine], sum: &MigrateSummary) -> String {
     let _ = writeln!(
         s,
         "{} accounts: {} ok, {} partial, {} failed, {} interrupted, {} skipped, {} not started; \
-         {} messages ({}) in {:.1} s, {:.1} messages/s; exit {}",
+         {} messages copied ({}), {} matched, in {:.1} s, {:.1} messages/s; exit {}",
         sum.accounts,
         sum.ok,
         sum.partial,
@@ -183,6 +190,7 @@ pub fn table(lines: &[AccountLine], sum: &MigrateSummary) -> String {
         sum.not_started,
         sum.copied,
         human_bytes(sum.bytes),
+        sum.matched,
         sum.seconds,
         sum.messages_per_second,
         sum.exit_code
@@ -222,7 +230,7 @@ pub fn html(lines: &[AccountLine], sum: &MigrateSummary, generated: &str) -> Str
     let _ = writeln!(
         s,
         "<p>{} accounts{}: {} ok, {} partial, {} failed, {} interrupted, {} skipped, {} not started. \
-         {} messages ({}) in {:.1} s ({:.1} messages/s). Exit code {}. Generated {}.</p>",
+         {} messages copied ({}), {} matched, in {:.1} s ({:.1} messages/s). Exit code {}. Generated {}.</p>",
         sum.accounts,
         sum.shard
             .as_deref()
@@ -236,6 +244,7 @@ pub fn html(lines: &[AccountLine], sum: &MigrateSummary, generated: &str) -> Str
         sum.not_started,
         sum.copied,
         escape(&human_bytes(sum.bytes)),
+        sum.matched,
         sum.seconds,
         sum.messages_per_second,
         sum.exit_code,
@@ -243,20 +252,21 @@ pub fn html(lines: &[AccountLine], sum: &MigrateSummary, generated: &str) -> Str
     );
     s.push_str(
         "<table>\n<tr><th>id</th><th>source</th><th>target</th><th>outcome</th><th>exit</th>\
-         <th>copied</th><th>flags updated</th><th>failed</th><th>bytes</th><th>seconds</th>\
+         <th>copied</th><th>matched</th><th>flags updated</th><th>failed</th><th>bytes</th><th>seconds</th>\
          <th>error</th></tr>\n",
     );
     for l in lines {
         let _ = writeln!(
             s,
             "<tr class=\"{o}\"><td>{}</td><td>{}</td><td>{}</td><td class=\"o\">{o}</td>\
-             <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+             <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
              <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{:.1}</td><td>{}</td></tr>",
             escape(&l.id),
             escape(&l.source),
             escape(&l.target),
             l.exit_code,
             l.copied,
+            l.matched,
             l.flags_updated,
             l.failed,
             escape(&human_bytes(l.bytes)),
@@ -291,6 +301,7 @@ mod tests {
             outcome,
             exit_code: code,
             copied: 10,
+            matched: 0,
             flags_updated: 0,
             skipped: 0,
             failed: 0,

@@ -17,6 +17,11 @@
 //!    attribute, whatever its name.
 //! 3. Otherwise the same name: the source's namespace prefix is removed and
 //!    the target's added. INBOX is INBOX.
+//!
+//! A folder created by rule 3 for a source folder with a role no target
+//! folder has yet gets that role (`role`), so the target's new Sent is its
+//! Sent for every client: once per role, and never for a `--map` target
+//! (the user chose the place, not the role).
 
 use std::collections::HashMap;
 
@@ -113,6 +118,9 @@ pub struct FolderMap {
     pub reason: MapReason,
     /// The target folder is listed already (else it will be created).
     pub exists: bool,
+    /// The special-use to create the target folder with (see the module
+    /// doc); `None` for existing folders.
+    pub role: Option<SpecialUse>,
 }
 
 /// Maps every source folder (in order) to its target folder.
@@ -132,6 +140,7 @@ pub fn map_folders(
         }
     }
     let exists = |n: &FolderName| target.iter().any(|t| &t.name == n);
+    let mut given: Vec<(SpecialUse, FolderName)> = Vec::new();
     source
         .iter()
         .map(|s| {
@@ -151,11 +160,30 @@ pub fn map_folders(
                 let logical = strip_prefix(s.name.as_str(), src_prefix);
                 (add_prefix(logical, dst_prefix), MapReason::Name)
             };
+            let exists = exists(&target);
+            let role = s
+                .special_use
+                .filter(|u| {
+                    !exists
+                        && reason == MapReason::Name
+                        && mapped_by_use(*u)
+                        && !by_use.contains_key(u)
+                        && !target.is_inbox()
+                })
+                .filter(|u| {
+                    // One folder per role; another source folder going to
+                    // the same new target adds nothing.
+                    !given.iter().any(|(g, t)| g == u || t == &target)
+                });
+            if let Some(u) = role {
+                given.push((u, target.clone()));
+            }
             FolderMap {
                 source: s.name.clone(),
-                exists: exists(&target),
+                exists,
                 target,
                 reason,
+                role,
             }
         })
         .collect()
@@ -371,6 +399,36 @@ mod tests {
         assert_eq!(target_of(&m, "Junk").reason, MapReason::Name);
         // \All is a view, never mapped by attribute.
         assert_eq!(target_of(&m, "All Mail").target.as_str(), "INBOX/All Mail");
+    }
+
+    #[test]
+    fn a_created_folder_gets_a_role_no_target_folder_has() {
+        let src = [
+            f("Sent", Some(SpecialUse::Sent)),
+            f("Old Sent", Some(SpecialUse::Sent)),
+            f("Drafts", Some(SpecialUse::Drafts)),
+            f("Trash", Some(SpecialUse::Trash)),
+            f("Junk", Some(SpecialUse::Junk)),
+            f("All Mail", Some(SpecialUse::All)),
+            f("Archive", Some(SpecialUse::Archive)),
+        ];
+        // The target has a \Trash already, and a plain Junk folder.
+        let dst = [
+            f("INBOX/Deleted", Some(SpecialUse::Trash)),
+            f("INBOX/Junk", None),
+        ];
+        let rules = [MapRule::parse("Archive=Saved").unwrap()];
+        let m = map_folders(&src, "", &dst, "INBOX/", &rules);
+        let role = |n: &str| target_of(&m, n).role;
+        assert_eq!(role("Sent"), Some(SpecialUse::Sent));
+        assert_eq!(target_of(&m, "Sent").target.as_str(), "INBOX/Sent");
+        assert_eq!(role("Old Sent"), None, "one folder per role");
+        assert_eq!(role("Drafts"), Some(SpecialUse::Drafts));
+        assert_eq!(target_of(&m, "Trash").target.as_str(), "INBOX/Deleted");
+        assert_eq!(role("Trash"), None, "the target's own \\Trash");
+        assert_eq!(role("Junk"), None, "an existing folder keeps what it has");
+        assert_eq!(role("All Mail"), None, "\\All is a view");
+        assert_eq!(role("Archive"), None, "a --map target is the user's choice");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 mod copy;
 mod folders;
+mod pair_files;
 mod prune;
 mod rekey;
 mod retention;
@@ -18,6 +19,7 @@ pub use copy::{FolderPlan, LocalFile, plan_copy};
 pub use folders::{
     FolderInfo, FolderMap, MapReason, MapRule, map_folders, special_use_by_name, strip_namespace,
 };
+pub use pair_files::{FilePairing, UnclaimedFile, pair_files};
 pub use prune::{PruneCandidate, PruneDecision, plan_prune};
 pub use rekey::{RekeyOutcome, RekeyRecord, RekeySource, rekey};
 pub use retention::{Deletion, deletion_cutoff, source_deletions};

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use super::codec::{self, CodecError, Command, Decoder, Event, Expect, Limits, Status};
 use crate::endpoint::{Login, Protocol, Security, ServerConfig, Timeouts};
 use crate::error::{Error, Result};
+use crate::flow::Lease;
 use crate::net::{MailStream, PeerCert, start_tls, tcp_connect};
 use crate::types::Uidl;
 
@@ -53,6 +54,8 @@ pub struct Fetched {
     /// The message, or a per-message failure (`-ERR`, over the size cap);
     /// connection failures end `retr_many` itself instead.
     pub result: Result<Vec<u8>>,
+    /// The message's bytes in the process's memory budget ([`crate::flow`]).
+    pub lease: Lease,
 }
 
 /// An authenticated POP3 session in the TRANSACTION state. Dropping it
@@ -68,6 +71,8 @@ pub struct Pop3Client {
     window: usize,
     wbuf: Vec<u8>,
     broken: bool,
+    /// The lease of the message body just read, until handed on.
+    lease: Lease,
 }
 
 // By hand: the buffers are large, and the write buffer held PASS/AUTH.
@@ -219,6 +224,7 @@ impl Pop3Client {
             window: 1,
             wbuf: Vec::with_capacity(1024),
             broken: false,
+            lease: Lease::default(),
         }
     }
 
@@ -680,12 +686,15 @@ impl Pop3Client {
     pub async fn retr(&mut self, msgno: u32) -> Result<Vec<u8>> {
         let cmd = Command::Retr(msgno);
         self.send(std::slice::from_ref(&cmd)).await?;
-        self.read_retr(&cmd).await
+        let r = self.read_retr(&cmd).await;
+        self.lease = Lease::default();
+        r
     }
 
     /// Reads the response to `cmd` (RETR or TOP): Err with `broken` false
     /// is a per-message failure, with `broken` true a lost session.
     async fn read_retr(&mut self, cmd: &Command) -> Result<Vec<u8>> {
+        self.lease = Lease::default();
         let st = self.read_status().await?;
         if !st.ok {
             let what = match cmd {
@@ -702,6 +711,11 @@ impl Pop3Client {
             .next()
             .and_then(|w| w.parse::<usize>().ok())
             .map_or(0, |n| n.min(16 << 20) + 64);
+        // A message body is leased from the memory budget before its bytes
+        // are read ([`crate::flow`]); a header (TOP) is small.
+        if matches!(cmd, Command::Retr(_)) {
+            self.lease = crate::flow::global().lease(hint, &[]).await;
+        }
         self.collect_body(hint).await
     }
 
@@ -713,19 +727,26 @@ impl Pop3Client {
     /// not sent. If the receiver goes away, the commands in flight are
     /// drained and the call returns `Ok`.
     pub async fn retr_many(&mut self, msgnos: &[u32], tx: mpsc::Sender<Fetched>) -> Result<()> {
-        self.retr_each(msgnos, async |msgno, result| {
-            tx.send(Fetched { msgno, result }).await.is_ok()
+        self.retr_each(msgnos, async |msgno, result, lease| {
+            tx.send(Fetched {
+                msgno,
+                result,
+                lease,
+            })
+            .await
+            .is_ok()
         })
         .await
     }
 
     /// [`retr_many`](Self::retr_many) handing each message to `each`
     /// instead of a channel (a caller that renumbers or tracks messages
-    /// needs no task of its own); `each` returns false to stop.
+    /// needs no task of its own); `each` returns false to stop, and gets
+    /// the body's lease to keep as long as it keeps the body.
     pub async fn retr_each(
         &mut self,
         msgnos: &[u32],
-        each: impl AsyncFnMut(u32, Result<Vec<u8>>) -> bool,
+        each: impl AsyncFnMut(u32, Result<Vec<u8>>, Lease) -> bool,
     ) -> Result<()> {
         self.pipelined(msgnos, Command::Retr, each).await
     }
@@ -746,7 +767,7 @@ impl Pop3Client {
         self.pipelined(
             msgnos,
             |n| Command::Top(n, lines),
-            async |n, r| match r {
+            async |n, r, _| match r {
                 Ok(head) => each(n, head),
                 Err(e) => {
                     refused = Some(e);
@@ -766,7 +787,7 @@ impl Pop3Client {
         &mut self,
         msgnos: &[u32],
         command: impl Fn(u32) -> Command,
-        mut each: impl AsyncFnMut(u32, Result<Vec<u8>>) -> bool,
+        mut each: impl AsyncFnMut(u32, Result<Vec<u8>>, Lease) -> bool,
     ) -> Result<()> {
         let mut w = Window::new(msgnos.len(), self.window);
         while let Some(i) = w.next_response() {
@@ -781,7 +802,8 @@ impl Pop3Client {
                     .err()
                     .unwrap_or_else(|| self.protocol("session lost")));
             }
-            if !w.stopped && !each(msgno, result).await {
+            let lease = std::mem::take(&mut self.lease);
+            if !w.stopped && !each(msgno, result, lease).await {
                 w.stopped = true;
             }
         }

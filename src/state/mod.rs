@@ -6,6 +6,7 @@
 //! again on the target by its identity. All writes take the time as `at`
 //! (unix seconds) so retention logic is testable with a fake clock.
 
+mod budget;
 mod schema;
 
 use crate::error::{Error, Result};
@@ -521,6 +522,44 @@ impl State {
             .query_row(params![folder_id, uidvalidity.0, target, cutoff], |r| {
                 r.get(0)
             })?)
+    }
+
+    /// The records of the folder row stored in `target`, and whether every
+    /// one has its copy under the target folder's UIDVALIDITY `uv` (a
+    /// `location` of `uv:uid`): as far as STATUS can tell, that folder
+    /// still holds what the state says was put there. By the two indexed
+    /// keys (UID, UIDL), so a no-op push stays cheap on a big state.
+    pub fn copies_under(
+        &self,
+        folder_id: i64,
+        target: &str,
+        uv: UidValidity,
+    ) -> Result<(u64, bool)> {
+        let (n, elsewhere): (i64, i64) = self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*), COALESCE(SUM(location IS NULL OR location NOT LIKE ?3), 0) FROM ( \
+                 SELECT location FROM messages WHERE folder_id = ?1 AND uid IS NOT NULL AND target = ?2 \
+                 UNION ALL \
+                 SELECT location FROM messages WHERE folder_id = ?1 AND uid IS NULL \
+                 AND uidl IS NOT NULL AND target = ?2)",
+            )?
+            .query_row(params![folder_id, target, format!("{}:%", uv.0)], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        Ok((n as u64, elsewhere == 0))
+    }
+
+    /// True when the folder row has a record of a copy stored in `target`.
+    pub fn has_copies(&self, folder_id: i64, target: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE folder_id = ?1 AND uid IS NOT NULL \
+                 AND target = ?2) OR EXISTS (SELECT 1 FROM messages WHERE folder_id = ?1 \
+                 AND uidl IS NOT NULL AND target = ?2)",
+            )?
+            .query_row(params![folder_id, target], |r| r.get(0))?)
     }
 
     /// Every recorded UIDL of a (POP3) folder stored in `target`.

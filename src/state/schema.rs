@@ -3,7 +3,7 @@
 //! so every state file reaches the same schema whatever version made it.
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 const V1: &str = r#"
 CREATE TABLE accounts (
@@ -97,4 +97,17 @@ CREATE TABLE deletions (
     outcome     TEXT             -- NULL pending, deleted, kept (still there on a later run)
 );
 CREATE INDEX deletions_pending ON deletions (account, folder) WHERE outcome IS NULL;
+"#;
+
+/// Daily transfer budgets (Gmail: 2,500 MB down, 500 MB up a day): bytes
+/// spent per budget, direction and UTC hour, so a rolling 24-hour total
+/// holds across runs and a run can say when the next message fits.
+const V3: &str = r#"
+CREATE TABLE budget_usage (
+    budget    TEXT NOT NULL,     -- e.g. gmail:alice@gmail.com
+    direction TEXT NOT NULL,     -- download | upload
+    hour      INTEGER NOT NULL,  -- unix seconds / 3600
+    bytes     INTEGER NOT NULL,
+    PRIMARY KEY (budget, direction, hour)
+);
 "#;

@@ -350,3 +350,55 @@ fn due_for_deletion_follows_the_cutoff_and_deletions() {
     assert!(!due(&s, 1_500), "the only due message is gone");
     assert!(due(&s, i64::MAX));
 }
+
+#[test]
+fn copies_under_one_target_uidvalidity() {
+    let t = tempfile::tempdir().unwrap();
+    let mut s = State::open(&t.path().join("state.db")).unwrap();
+    let f = s.folder(ACCT, &FolderName::new("INBOX")).unwrap();
+    let at = |uid: u32, target: &str, location: Option<&str>| NewRecord {
+        target: target.into(),
+        location: location.map(Into::into),
+        ..rec(1, uid)
+    };
+    let t1 = "imaps://bob@new:993/INBOX";
+    assert_eq!(s.copies_under(f.id, t1, UidValidity(7)).unwrap(), (0, true));
+    assert!(!s.has_copies(f.id, t1).unwrap());
+    s.record_batch(f.id, &[at(1, t1, Some("7:1")), at(2, t1, Some("7:2"))], 1)
+        .unwrap();
+    // Another target's records do not count.
+    s.record_batch(f.id, &[at(3, "imaps://x@y:993/INBOX", Some("9:1"))], 1)
+        .unwrap();
+    assert_eq!(s.copies_under(f.id, t1, UidValidity(7)).unwrap(), (2, true));
+    assert!(s.has_copies(f.id, t1).unwrap());
+    assert!(!s.has_copies(f.id, "imaps://bob@new:993/Other").unwrap());
+    assert_eq!(
+        s.copies_under(f.id, t1, UidValidity(77)).unwrap(),
+        (2, false)
+    );
+    s.record_batch(f.id, &[at(4, t1, Some("70:4"))], 1).unwrap();
+    assert_eq!(
+        s.copies_under(f.id, t1, UidValidity(7)).unwrap(),
+        (3, false),
+        "7 is not 70"
+    );
+    // UIDL-keyed records (a Maildir or POP3 source) count the same.
+    let f2 = s.folder(ACCT, &FolderName::new("Sent")).unwrap();
+    let pop3 = |u: &str, location: Option<&str>| NewRecord {
+        key: MsgKey::Pop3 {
+            uidl: Uidl(u.into()),
+        },
+        ..at(0, t1, location)
+    };
+    s.record_batch(f2.id, &[pop3("a", Some("7:1"))], 1).unwrap();
+    assert_eq!(
+        s.copies_under(f2.id, t1, UidValidity(7)).unwrap(),
+        (1, true)
+    );
+    s.record_batch(f2.id, &[pop3("b", None)], 1).unwrap();
+    assert_eq!(
+        s.copies_under(f2.id, t1, UidValidity(7)).unwrap(),
+        (2, false),
+        "no APPENDUID: where it is is unknown"
+    );
+}

@@ -406,9 +406,13 @@ fn lost_state_adopts_what_is_on_disk_instead_of_duplicating() {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let s = summary(&r);
     assert_eq!(
-        (s["copied"].as_u64(), s["bytes"].as_u64()),
-        (Some(50), Some(0)),
-        "adopted, not downloaded: {}",
+        (
+            s["copied"].as_u64(),
+            s["matched"].as_u64(),
+            s["bytes"].as_u64()
+        ),
+        (Some(0), Some(50), Some(0)),
+        "adopted (matched), not downloaded: {}",
         r.stdout
     );
     assert_exact(&to, &msgs);

@@ -39,6 +39,8 @@ fn cfg(dv: &Dovecot, security: Security, port: u16, ca: bool) -> ServerConfig {
             connect: Duration::from_secs(10),
             command: Duration::from_secs(20),
         },
+        quirks: Default::default(),
+        pace: Default::default(),
     }
 }
 
@@ -54,10 +56,12 @@ async fn fetch_all(
     s: &mut Session,
     uids: &[Uid],
 ) -> (imap::FetchReport, Vec<imap::FetchedMessage>) {
-    let (tx, mut rx) = mpsc::channel(16);
+    let (tx, mut rx) = mpsc::channel::<imap::FetchedMessage>(16);
     let collector = tokio::spawn(async move {
         let mut v = Vec::new();
-        while let Some(m) = rx.recv().await {
+        while let Some(mut m) = rx.recv().await {
+            // Kept in memory: give its bytes back to the budget.
+            m.lease = Default::default();
             v.push(m);
         }
         v

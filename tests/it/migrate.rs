@@ -227,12 +227,28 @@ fn thirty_accounts_killed_mid_run_and_rerun_are_exact() {
         (Some(N as u64), Some(N as u64))
     );
     assert_eq!(ev.last().unwrap()["event"], "summary");
-    // What the killed run appended but had not recorded is adopted (and
-    // counted as copied), never appended again: assert_exact below.
-    let rerun = ev.last().unwrap()["copied"].as_u64().unwrap() as usize;
+    // What the killed run appended but had not recorded is adopted
+    // (counted as matched), never appended again (assert_exact below):
+    // the rerun copies at most what was missing at the count (an APPEND
+    // the server finished after it is matched), and each account line
+    // agrees with the summary.
+    let last = ev.last().unwrap();
+    let rerun = last["copied"].as_u64().unwrap() as usize;
+    let matched = last["matched"].as_u64().unwrap() as usize;
+    assert!(rerun <= all - after_kill, "{last}");
     assert!(
-        rerun >= all - after_kill && rerun <= all,
-        "rerun copied {rerun}"
+        rerun + matched >= all - after_kill && rerun + matched <= all,
+        "{last}"
+    );
+    let per_account = |k: &str| {
+        lines
+            .iter()
+            .map(|l| l[k].as_u64().unwrap() as usize)
+            .sum::<usize>()
+    };
+    assert_eq!(
+        (per_account("copied"), per_account("matched")),
+        (rerun, matched)
     );
     assert_exact(&a, &b, 0..N);
     let page = std::fs::read_to_string(&report).unwrap();
@@ -336,10 +352,21 @@ fn shards_side_by_side_are_disjoint_complete_and_a_bad_account_decides_the_exit_
         let bad = lines.iter().find(|l| l["id"] == "bad");
         let want = if bad.is_some() { 3 } else { 0 };
         assert_eq!(r.code, want, "shard {i}: {}{}", r.stdout, r.stderr);
+        // Also with --json, a failed account is one line on stderr,
+        // naming it (issue 13 item 7); the others print nothing there.
+        let errs: Vec<&str> = r.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         if let Some(bad) = bad {
             assert_eq!(bad["outcome"], "failed");
             assert_eq!(bad["exit_code"], 3);
             assert!(!r.stdout.contains("not-the-password"));
+            assert_eq!(errs.len(), 1, "shard {i}: {}", r.stderr);
+            assert!(
+                errs[0].contains("] bad: failed") && errs[0].contains("authentication failed"),
+                "{}",
+                r.stderr
+            );
+        } else {
+            assert!(errs.is_empty(), "shard {i}: {}", r.stderr);
         }
         for l in lines.iter().filter(|l| l["id"] != "bad") {
             assert_eq!(l["outcome"], "ok", "shard {i}: {l}");
@@ -423,4 +450,62 @@ fn without_a_manifest_the_config_push_jobs_are_the_rows() {
     // Filters belong to the jobs, not the command line, here.
     let r = migrate(&env, &["--ca-file", &ca, "--folder", "INBOX"]);
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+}
+
+#[test]
+fn the_per_host_cap_bounds_the_connections_of_all_accounts_together() {
+    // Both servers behind counting proxies on one host name (localhost):
+    // every account's 2 + 2 connections count against one cap of 8, so at
+    // most two accounts run at once however many --jobs allow.
+    const N: usize = 10;
+    const CAP: usize = 8;
+    let (a, b) = servers(N);
+    load(&a, &b, N, 12);
+    let gauge = std::sync::Arc::new(crate::proxy::Gauge::default());
+    let pa = crate::proxy::Proxy::counting(a.imaps_port(), gauge.clone());
+    let pb = crate::proxy::Proxy::counting(b.imaps_port(), gauge.clone());
+    let env = Env::new();
+    let mut csv = String::from("id,source,target,source_secret,target_secret\n");
+    for i in 0..N {
+        let (ps, pt, ss, ts) = if i.is_multiple_of(2) {
+            (pa.port, pb.port, "env:PW_A", "env:PW_B")
+        } else {
+            (pb.port, pa.port, "env:PW_B", "env:PW_A")
+        };
+        let u = user(i);
+        csv.push_str(&format!(
+            "acct-{i:02},imaps://{u}@localhost:{ps},imaps://{u}@localhost:{pt},{ss},{ts}\n"
+        ));
+    }
+    let m = env.path("accounts.csv");
+    std::fs::write(&m, csv).unwrap();
+    let (m, ca) = (m.display().to_string(), ca(&env, &a, &b));
+    let dir = env.path("migrate-state").display().to_string();
+    let cap = CAP.to_string();
+    let r = migrate(
+        &env,
+        &[
+            "--manifest",
+            &m,
+            "--ca-file",
+            &ca,
+            "--state-dir",
+            &dir,
+            "--jobs",
+            "8",
+            "--connections",
+            "2",
+            "--per-host-connections",
+            &cap,
+            "--json",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(account_lines(&r).len(), N);
+    assert_exact(&a, &b, 0..N);
+    let peak = gauge.peak();
+    assert!(
+        (2..=CAP).contains(&peak),
+        "{peak} connections open at once through the proxies, cap {CAP}"
+    );
 }

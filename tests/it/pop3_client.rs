@@ -39,6 +39,8 @@ fn config(dc: &Dovecot, security: Security, password: &str) -> ServerConfig {
             connect: Duration::from_secs(10),
             command: Duration::from_secs(30),
         },
+        quirks: Default::default(),
+        pace: Default::default(),
     }
 }
 
@@ -75,10 +77,12 @@ fn wire(m: &Message) -> Vec<u8> {
 }
 
 async fn retr_all(c: &mut Pop3Client, msgnos: &[u32]) -> Vec<Fetched> {
-    let (tx, mut rx) = mpsc::channel(8);
+    let (tx, mut rx) = mpsc::channel::<Fetched>(8);
     let collect = async {
         let mut v = Vec::new();
-        while let Some(f) = rx.recv().await {
+        while let Some(mut f) = rx.recv().await {
+            // Kept in memory: give its bytes back to the budget.
+            f.lease = Default::default();
             v.push(f);
         }
         v

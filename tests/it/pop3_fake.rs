@@ -101,6 +101,8 @@ fn config(port: u16, security: Security, creds: Credentials) -> ServerConfig {
             connect: Duration::from_secs(5),
             command: Duration::from_secs(5),
         },
+        quirks: Default::default(),
+        pace: Default::default(),
     }
 }
 
@@ -174,10 +176,11 @@ fn mailbox(caps: &'static str, n: u32, bad: Option<u32>, uidl: bool) -> impl FnM
 }
 
 async fn retr_all(c: &mut Pop3Client, msgnos: &[u32]) -> (mailferry::Result<()>, Vec<Fetched>) {
-    let (tx, mut rx) = mpsc::channel(4);
+    let (tx, mut rx) = mpsc::channel::<Fetched>(4);
     let collect = async {
         let mut v = Vec::new();
-        while let Some(f) = rx.recv().await {
+        while let Some(mut f) = rx.recv().await {
+            f.lease = Default::default();
             v.push(f);
         }
         v

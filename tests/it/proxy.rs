@@ -6,8 +6,9 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 pub struct Proxy {
     pub port: u16,
@@ -27,7 +28,17 @@ impl Proxy {
         Proxy::start_with(target, cut_after, 1)
     }
 
+    /// Forwards without cutting, and counts the connections open through
+    /// it (and every other proxy sharing `gauge`) at once.
+    pub fn counting(target: u16, gauge: Arc<Gauge>) -> Proxy {
+        Proxy::start_full(target, u64::MAX, 0, Some(gauge))
+    }
+
     fn start_with(target: u16, cut_after: u64, spared: usize) -> Proxy {
+        Proxy::start_full(target, cut_after, spared, None)
+    }
+
+    fn start_full(target: u16, cut_after: u64, spared: usize, gauge: Option<Arc<Gauge>>) -> Proxy {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let cut = Arc::new(AtomicU64::new(cut_after));
@@ -37,6 +48,9 @@ impl Proxy {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
                     continue;
                 };
+                if let Some(g) = &gauge {
+                    g.opened(client.try_clone().unwrap());
+                }
                 let limit = if i < spared {
                     u64::MAX
                 } else {
@@ -78,4 +92,41 @@ fn pump(mut from: TcpStream, mut to: TcpStream, limit: u64) {
     }
     let _ = to.shutdown(Shutdown::Both);
     let _ = from.shutdown(Shutdown::Both);
+}
+
+/// The most connections that were open at once through the proxies that
+/// share it. A connection counts from its accept until the client closed
+/// it: each accept first drops the ones whose client has hung up (a poll
+/// that reads nothing), so a close that happened before a new connect is
+/// never counted with it, whatever the pump threads are doing.
+#[derive(Default)]
+pub struct Gauge {
+    open: Mutex<Vec<TcpStream>>,
+    peak: AtomicUsize,
+}
+
+impl Gauge {
+    fn opened(&self, client: TcpStream) {
+        let mut open = self.open.lock().unwrap();
+        open.retain(|s| !hung_up(s));
+        open.push(client);
+        self.peak.fetch_max(open.len(), Ordering::SeqCst);
+    }
+
+    /// The most connections open at once so far.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+}
+
+/// True when the peer closed or reset the connection (without reading).
+fn hung_up(s: &TcpStream) -> bool {
+    let mut p = libc::pollfd {
+        fd: s.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }

@@ -751,3 +751,76 @@ fn pop3_refuses_only_unread() {
         inbox().len()
     );
 }
+
+/// Issue 13, item 8: the subject column decodes RFC 2047 words in GB2312,
+/// Shift_JIS and UTF-8 split between two words, over IMAP and POP3, in
+/// the `delete` events and in the human listing.
+#[test]
+fn subjects_in_cjk_charsets_and_split_utf8_are_shown_decoded() {
+    let subjects = [
+        ("=?GB2312?B?1tDOxNPKvP6y4srU?=", "中文邮件测试"),
+        (
+            "=?shift_jis?Q?=93=FA=96{=8C=EA=82=CC=8C=8F=96=BC=82=C5=82=B7?=",
+            "日本語の件名です",
+        ),
+        ("=?ISO-2022-JP?B?GyRCRnxLXDhsGyhC?=", "日本語"),
+        // The third character's UTF-8 bytes are split over the two words.
+        (
+            "=?UTF-8?B?44GT44KT4w==?=\n =?UTF-8?B?gavjgaHjga/jgIHkuJbnlYw=?=",
+            "こんにちは、世界",
+        ),
+    ];
+    let msgs: Vec<Message> = subjects
+        .iter()
+        .enumerate()
+        .map(|(i, (raw, _))| {
+            let mut m = msg(i, 400, 100, "");
+            let text = String::from_utf8(m.raw).unwrap();
+            m.raw = text
+                .replace(
+                    &format!("Subject: message {i}\n"),
+                    &format!("Subject: {raw}\n"),
+                )
+                .into_bytes();
+            m
+        })
+        .collect();
+    let dv = Dovecot::start();
+    dv.deliver(dv.user(), "INBOX", &msgs);
+    let env = Env::new();
+    let want: BTreeSet<String> = subjects.iter().map(|(_, s)| s.to_string()).collect();
+    for scheme in ["imaps", "pop3s"] {
+        let url = dv.url(scheme);
+        let args = ["--older-than", "365", "--yes", "--dry-run"];
+        let r = prune(&env, &dv, &url, &args);
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        let got: BTreeSet<String> = r
+            .json()
+            .into_iter()
+            .filter(|e| e["event"] == "delete")
+            .map(|e| e["subject"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(got, want, "{scheme}: {}", r.stdout);
+
+        // The human listing (stderr) shows the same text.
+        let ca = dv.ca_file().display().to_string();
+        let human = crate::cli::to_run(
+            env.cmd(dv.password())
+                .env("MAILFERRY_NOW", NOW.to_string())
+                .args(["prune", "--on", &url, "--ca-file", &ca])
+                .args(args)
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(human.code, 0, "{}{}", human.stdout, human.stderr);
+        for s in &want {
+            let line = human
+                .stderr
+                .lines()
+                .find(|l| l.starts_with("would delete ") && l.ends_with(&format!("{s:?}")))
+                .unwrap_or_else(|| panic!("{scheme}: no line for {s}: {}", human.stderr));
+            assert!(!line.contains('\u{FFFD}'), "{line}");
+        }
+    }
+    assert_eq!(dv.status(dv.user(), "INBOX").messages, 4, "dry runs");
+}

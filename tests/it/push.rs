@@ -231,7 +231,7 @@ pub(crate) fn commands(dv: &Dovecot) -> Vec<String> {
 }
 
 /// All client input since [`clear_rawlog`], raw (message bodies too).
-fn client_input(dv: &Dovecot) -> String {
+pub(crate) fn client_input(dv: &Dovecot) -> String {
     let dir = dv.dir().join("home").join(dv.user()).join("rawlog");
     let mut out = String::new();
     for e in std::fs::read_dir(&dir).unwrap().flatten() {
@@ -281,6 +281,12 @@ fn unchanged_rerun_selects_nothing_and_a_changed_one_lists_only_the_changes() {
         !sc.iter().chain(&dc).any(|c| c.starts_with("UID ")),
         "no listing at all: {sc:?} {dc:?}"
     );
+    // Each side: one session, one LIST, one STATUS per folder at most.
+    for (side, c) in [("source", &sc), ("target", &dc)] {
+        let n = |w: &str| c.iter().filter(|x| x.starts_with(w)).count();
+        assert_eq!((n("LIST "), n("LOGOUT")), (1, 1), "{side}: {c:?}");
+        assert!(n("STATUS ") <= spread.len(), "{side}: {c:?}");
+    }
 
     // One flag change, one new message: only their folders are opened,
     // the source lists only what changed (CHANGEDSINCE), and the target
@@ -448,11 +454,37 @@ fn no_duplicates_after_lost_state_or_uidvalidity_change_on_either_side() {
     assert_eq!(push(&env, &src, &dst, &[]).code, 0);
     assert_exact_copy(&dst, &spread);
 
-    // Lost state: everything is found on the target, nothing appended.
+    // Lost state: everything is found on the target, nothing appended:
+    // matched, not copied, per folder and in the summary (issue 13 item 6).
     std::fs::remove_dir_all(env.state().parent().unwrap()).unwrap();
     let r = push(&env, &src, &dst, &[]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_exact_copy(&dst, &spread);
+    let s = summary(&r);
+    assert_eq!(
+        (
+            s["copied"].as_u64(),
+            s["matched"].as_u64(),
+            s["bytes"].as_u64()
+        ),
+        (Some(0), Some(count(&spread) as u64), Some(0)),
+        "{}",
+        r.stdout
+    );
+    let done: Vec<serde_json::Value> = r
+        .json()
+        .into_iter()
+        .filter(|e| e["event"] == "folder_done")
+        .collect();
+    assert_eq!(done.len(), spread.len(), "{}", r.stdout);
+    for e in &done {
+        let (_, msgs) = spread
+            .iter()
+            .find(|(f, _)| e["folder"] == f.as_str())
+            .unwrap();
+        let want = (Some(0), Some(msgs.len() as u64));
+        assert_eq!((e["copied"].as_u64(), e["matched"].as_u64()), want, "{e}");
+    }
     // And the adopted records carry flags on: a flag change still travels.
     src.doveadm(&[
         "flags",
@@ -474,16 +506,26 @@ fn no_duplicates_after_lost_state_or_uidvalidity_change_on_either_side() {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(total(&dst, &spread), count(&spread));
 
-    // Target UIDVALIDITY change.
+    // Target UIDVALIDITY change: the source did not change, but the
+    // target's STATUS shows a UIDVALIDITY the records do not have, so the
+    // folder is not passed over: a full listing re-identifies the copies
+    // (matched, not appended), and then it is passed over again.
     dst.reset_uidvalidity(dst.user(), "INBOX");
     let r = push(&env, &src, &dst, &[]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(total(&dst, &spread), count(&spread));
+    let s = summary(&r);
+    assert_eq!(
+        (s["copied"].as_u64(), s["matched"].as_u64()),
+        (Some(0), Some(spread[0].1.len() as u64)),
+        "{}",
+        r.stdout
+    );
     let r = push(&env, &src, &dst, &[]);
     assert_eq!(summary(&r)["copied"], 0, "{}", r.stdout);
-    // The unchanged source folder was passed over; once it changes, the
-    // records of the old target UIDVALIDITY send it through a full
-    // listing that re-identifies the copies instead of appending them.
+    assert_eq!(summary(&r)["matched"], 0, "{}", r.stdout);
+    // Once the source folder changes, its records under the target's new
+    // UIDVALIDITY carry the flag change to the right copy.
     src.doveadm(&[
         "flags",
         "add",
@@ -706,6 +748,58 @@ fn verify_lists_missing_and_extra_against_imap_and_maildir() {
         .collect();
     assert_eq!(extra.len(), 1, "{}", r.stdout);
     assert_eq!(summary(&r)["failed"], 1);
+    assert_eq!(summary(&r)["matched"], count(&spread) as u64 - 1);
+    assert_eq!(summary(&r)["copied"], 0);
+
+    // -v speaks verify's words (issue 13 item 6): per folder what is
+    // present, missing and extra, and that as the total; never copies.
+    let ca_file = ca(&env, &src, &dst);
+    let v = to_run(
+        env.cmd("unused")
+            .env("MAILFERRY_FROM_PASSWORD", src.password())
+            .env("MAILFERRY_TO_PASSWORD", dst.password())
+            .args([
+                "verify",
+                "-v",
+                "--from",
+                &src.url("imaps"),
+                "--to",
+                &dst.url("imaps"),
+            ])
+            .args(["--ca-file", &ca_file])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(v.code, 1, "{}{}", v.stdout, v.stderr);
+    let n = spread
+        .iter()
+        .find(|(f, _)| f == "Archive/2024")
+        .unwrap()
+        .1
+        .len();
+    assert!(
+        v.stderr.contains(&format!(
+            "Archive/2024 → Archive/2024: {} of {n} present ({} in the target), 1 missing, 0 extra",
+            n - 1,
+            n - 1
+        )),
+        "{}",
+        v.stderr
+    );
+    assert!(v.stderr.contains("Sent → Sent Items: "), "{}", v.stderr);
+    assert!(
+        v.stderr.lines().last().unwrap().starts_with(&format!(
+            "{} present, 1 missing, 1 extra in ",
+            count(&spread) - 1
+        )),
+        "{}",
+        v.stderr
+    );
+    assert!(
+        !v.stderr.contains("copied") && !v.stderr.contains("to copy"),
+        "{}",
+        v.stderr
+    );
 
     // Against a Maildir written by fetch.
     let md = env.path("backup");

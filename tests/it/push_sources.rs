@@ -160,11 +160,23 @@ fn maildir_restore_of_a_fetched_backup_round_trips() {
     assert_eq!(summary(&r)["flags_updated"], 1, "{}", r.stdout);
     assert_exact_copy(&dst, &spread);
 
-    // Lost state: everything is found on the target, nothing appended twice.
+    // Lost state: everything is found on the target, nothing appended
+    // twice: all matched, none copied.
     std::fs::remove_dir_all(env.state().parent().unwrap()).unwrap();
     let r = go(&env, &["push"], &from, None, &dst, &ca, &[]);
     ok(&r);
     assert_exact_copy(&dst, &spread);
+    let s = summary(&r);
+    assert_eq!(
+        (
+            s["copied"].as_u64(),
+            s["matched"].as_u64(),
+            s["bytes"].as_u64()
+        ),
+        (Some(0), Some(count(&spread) as u64), Some(0)),
+        "{}",
+        r.stdout
+    );
     let r = go(&env, &["push"], &from, None, &dst, &ca, &[]);
     ok(&r);
     assert_eq!(summary(&r)["copied"], 0, "{}", r.stdout);
@@ -349,11 +361,23 @@ fn pop3_inbox_pushes_to_imap_once() {
         assert!(!r.stdout.contains("extra in"), "{}", r.stdout);
     }
 
-    // Lost state: found on the target by Message-ID + size (or content).
+    // Lost state: found on the target by Message-ID + size (or content):
+    // matched, not copied.
     std::fs::remove_dir_all(env.state().parent().unwrap()).unwrap();
     let r = go(&env, &["push"], &from, pw, &dst, &ca, &[]);
     ok(&r);
     check();
+    let s = summary(&r);
+    assert_eq!(
+        (
+            s["copied"].as_u64(),
+            s["matched"].as_u64(),
+            s["bytes"].as_u64()
+        ),
+        (Some(0), Some(msgs.len() as u64), Some(0)),
+        "{}",
+        r.stdout
+    );
     let r = go(&env, &["push"], &from, pw, &dst, &ca, &[]);
     ok(&r);
     assert_eq!(summary(&r)["copied"], 0, "{}", r.stdout);

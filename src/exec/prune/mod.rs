@@ -245,8 +245,46 @@ pub(super) fn header_facts(raw: &[u8]) -> Facts {
         return Facts::default();
     };
     Facts {
-        subject: m.subject().map(|s| s.trim().to_string()),
+        // Not mail-parser's: it decodes neither CJK charsets nor a
+        // character split over two encoded words (issue 13 item 8).
+        subject: super::message::subject(raw),
         message_id: m.message_id().and_then(super::normalize_message_id),
         date: m.date().map(|d| d.to_timestamp()).filter(|&t| t > 0),
+    }
+}
+
+#[cfg(test)]
+mod subject_tests {
+    use super::header_facts;
+
+    fn subject(header: &str) -> Option<String> {
+        header_facts(format!("{header}\r\nFrom: a@b\r\n\r\nbody").as_bytes()).subject
+    }
+
+    #[test]
+    fn subjects_in_cjk_charsets_and_split_utf8_decode() {
+        let cases = [
+            ("Subject: =?GB2312?B?1tDOxNPKvP6y4srU?=", "中文邮件测试"),
+            // GBK characters in a part labelled gb2312, as mailers send them.
+            ("Subject: =?gb2312?B?1uzpRrv5?=", "朱镕基"),
+            (
+                "Subject: =?Shift_JIS?B?k/qWe4zqgsyMj5a8gsWCtw==?=",
+                "日本語の件名です",
+            ),
+            (
+                "Subject: =?shift_jis?Q?=93=FA=96{=8C=EA=82=CC=8C=8F=96=BC=82=C5=82=B7?=",
+                "日本語の件名です",
+            ),
+            // One character's UTF-8 bytes split over two encoded words,
+            // the second on a folded line.
+            (
+                "Subject: =?UTF-8?B?44GT44KT4w==?=\r\n =?UTF-8?B?gavjgaHjga/jgIHkuJbnlYw=?=",
+                "こんにちは、世界",
+            ),
+            ("Subject: Re: =?ISO-8859-1?Q?Caf=E9?= ok", "Re: Café ok"),
+        ];
+        for (h, want) in cases {
+            assert_eq!(subject(h).as_deref(), Some(want), "{h}");
+        }
     }
 }

@@ -149,6 +149,58 @@ impl Cyrus {
         self.port
     }
 
+    /// Starts (or restarts) recording `user`'s sessions: Cyrus writes a
+    /// session's protocol exchange (telemetry) to `conf/log/USER/` when
+    /// that directory exists. What was recorded before is removed.
+    pub fn clear_telemetry(&self, user: &str) {
+        let dir = self.telemetry_dir(user);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+    }
+
+    /// The command lines (tag left out) `user`'s sessions sent since
+    /// [`Cyrus::clear_telemetry`], e.g. `STATUS "INBOX.Sent" (MESSAGES)`.
+    pub fn commands(&self, user: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let Ok(rd) = fs::read_dir(self.telemetry_dir(user)) else {
+            return out;
+        };
+        for e in rd.flatten() {
+            let text = String::from_utf8_lossy(&fs::read(e.path()).unwrap()).into_owned();
+            // `<1796692799<TAG CMD …` starts what the client sent (several
+            // lines when pipelined), `>1796692799>…` what Cyrus answered.
+            let mut input = false;
+            for line in text.lines() {
+                let mark = |c: char| {
+                    let rest = line.strip_prefix(c)?;
+                    let (ts, after) = rest.split_once(c)?;
+                    ts.bytes().all(|b| b.is_ascii_digit()).then_some(after)
+                };
+                let cmd = if let Some(after) = mark('<') {
+                    input = true;
+                    after
+                } else if mark('>').is_some() {
+                    input = false;
+                    continue;
+                } else if input {
+                    line
+                } else {
+                    continue;
+                };
+                if let Some((_, c)) = cmd.split_once(' ') {
+                    out.push(c.trim_end().to_string());
+                }
+            }
+        }
+        out
+    }
+
+    fn telemetry_dir(&self, user: &str) -> PathBuf {
+        let d = self.dir.as_ref().expect("started").path();
+        d.join("conf/log").join(user)
+    }
+
     /// `imap://USER@localhost:PORT` (plain: Cyrus runs without TLS here).
     pub fn url(&self, user: &str) -> String {
         format!("imap://{user}@localhost:{}", self.port)
@@ -223,6 +275,12 @@ pub struct Session {
 
 impl Session {
     fn connect(port: u16, user: &str) -> std::io::Result<Session> {
+        Session::login(port, user, PASSWORD)
+    }
+
+    /// Logs in to any IMAP server on 127.0.0.1 without TLS (also a test
+    /// Dovecot's `imap_port`), to set up with plain IMAP commands.
+    pub fn login(port: u16, user: &str, password: &str) -> std::io::Result<Session> {
         let s = TcpStream::connect(("127.0.0.1", port))?;
         s.set_read_timeout(Some(Duration::from_secs(20)))?;
         let mut sess = Session {
@@ -235,7 +293,7 @@ impl Session {
         if !greet.starts_with("* OK") {
             return Err(std::io::Error::other(greet));
         }
-        let (ok, text) = sess.cmd(&format!("LOGIN {user} {PASSWORD}"));
+        let (ok, text) = sess.cmd(&format!("LOGIN {user} \"{password}\""));
         if !ok {
             return Err(std::io::Error::other(text));
         }
