@@ -427,6 +427,7 @@ impl Config {
             name,
             (raw, a.span()),
             &endpoint,
+            profile,
             &self.token_dir(),
             self.settings.timeouts,
         )?;

@@ -10,16 +10,20 @@ use super::file::{ConfigFile, RawAccount};
 use crate::endpoint::{Endpoint, Secret, Timeouts};
 use crate::error::Result;
 use crate::oauth::{ClientSecret, Flow, HttpUrl, OAuthConfig, Provider, TokenStore};
+use crate::provider::ProfileUse;
 
 /// The account's built-in OAuth2 client, `None` when it authenticates
 /// otherwise (a password, or `oauth2_token_command`). `tokens` is the
-/// directory of the default token files; `span` is the account's table,
-/// for messages when the keys that would say more are not set.
+/// directory of the default token files. Without `oauth2_provider`, the
+/// account's provider profile names the OAuth2 provider (`provider =
+/// "gmail"` signs in with Google); `span` is the account's table, for
+/// messages when the keys that would say more are not set.
 pub(super) fn resolve(
     cf: &ConfigFile,
     name: &str,
     (raw, span): (&RawAccount, std::ops::Range<usize>),
     endpoint: &Endpoint,
+    profile: Option<ProfileUse>,
     tokens: &Path,
     timeouts: Timeouts,
 ) -> Result<Option<OAuthConfig>> {
@@ -86,10 +90,24 @@ pub(super) fn resolve(
         }
         return Ok(None);
     }
-    let provider = match &raw.oauth2_provider {
-        Some(p) => Provider::parse(p.get_ref())
+    let provider = match (&raw.oauth2_provider, profile) {
+        (Some(p), _) => Provider::parse(p.get_ref())
             .map_err(|e| key_err(p.span(), "oauth2_provider", &e.to_string()))?,
-        None => {
+        // The profile knows who signs its accounts in.
+        (None, Some(ProfileUse { profile: pr, .. })) => match pr.oauth {
+            Some(o) => Provider::parse(o).expect("profiles name known OAuth2 providers"),
+            None => {
+                return Err(key_err(
+                    auth_span,
+                    "auth",
+                    &format!(
+                        "{} offers no OAuth2 sign-in for other mail programs: use an app password (password_command; README, Providers), or oauth2_provider = \"custom\" with your own endpoints",
+                        pr.title
+                    ),
+                ));
+            }
+        },
+        (None, None) => {
             return Err(key_err(
                 auth_span,
                 "auth",

@@ -253,6 +253,73 @@ token_store_command = "my-keyring"
     assert!(g.client_secret.is_some());
 }
 
+/// `provider = "gmail"` (or a URL on a provider's host) with `auth =
+/// "oauth2"` needs no `oauth2_provider`: the profile names it.
+#[test]
+fn a_provider_profile_names_the_oauth2_provider() {
+    use crate::oauth::{Flow, Provider};
+    let text = r#"
+[account.g]
+provider = "gmail"
+user = "alice@gmail.com"
+auth = "oauth2"
+oauth2_client_id = "123.apps.googleusercontent.com"
+oauth2_client_secret_command = "pass show google-client"
+
+[account.ms]
+provider = "microsoft365"
+user = "bob@contoso.com"
+protocol = "pop3"
+auth = "oauth2"
+oauth2_client_id = "11111111-2222"
+oauth2_tenant = "organizations"
+
+[account.host]
+url = "imaps://carol%40outlook.com@outlook.office365.com"
+auth = "oauth2"
+oauth2_client_id = "x"
+
+[account.own]
+provider = "gmail"
+user = "dave@example.com"
+auth = "oauth2"
+oauth2_provider = "microsoft"
+oauth2_client_id = "x"
+
+[account.y]
+provider = "yahoo"
+user = "erin@yahoo.com"
+auth = "oauth2"
+oauth2_client_id = "x"
+"#;
+    let g = oauth_of(text, "g").unwrap();
+    assert_eq!((g.provider, g.flow), (Provider::Google, Flow::Loopback));
+    assert_eq!(g.user, "alice@gmail.com");
+    assert_eq!(g.scopes, ["https://mail.google.com/"]);
+    let ms = oauth_of(text, "ms").unwrap();
+    assert_eq!((ms.provider, ms.flow), (Provider::Microsoft, Flow::Device));
+    assert_eq!(
+        ms.device_url.unwrap().target,
+        "/organizations/oauth2/v2.0/devicecode"
+    );
+    assert_eq!(ms.user, "bob@contoso.com");
+    // Found by host works the same.
+    assert_eq!(
+        oauth_of(text, "host").unwrap().provider,
+        Provider::Microsoft
+    );
+    // The account's own oauth2_provider wins over its profile's.
+    assert_eq!(oauth_of(text, "own").unwrap().provider, Provider::Microsoft);
+    // Yahoo has no OAuth2 for other programs: the message says what to do.
+    let e = oauth_of(text, "y").unwrap_err();
+    assert_eq!(e.exit_code(), crate::ExitCode::Usage, "{e}");
+    let e = e.to_string();
+    assert!(
+        e.contains("config.toml:32") && e.contains("account.y.auth") && e.contains("app password"),
+        "{e}"
+    );
+}
+
 #[test]
 fn oauth2_mistakes_name_the_key() {
     let base = "[account.a]\nurl = \"imaps://a@h\"\n";
