@@ -318,24 +318,43 @@ pub enum Credentials {
 #[derive(Debug, Clone)]
 pub enum Login {
     Password(Secret),
-    /// An OAuth2 access token.
-    Bearer(Secret),
+    /// An OAuth2 access token, with the handle to report back to.
+    Bearer(crate::oauth::LoginToken),
 }
 
 impl Credentials {
-    /// Runs `attempt` (connect and authenticate) with the secret to log in
-    /// with. An OAuth2 token the server refuses ([`crate::Error::Auth`]) is
-    /// replaced by a fresh one and `attempt` runs once more, on a new
-    /// connection: what makes a run outlive its access token.
-    pub async fn with_login<T>(&self, attempt: impl AsyncFn(&Login) -> Result<T>) -> Result<T> {
+    /// What the next login sends: the password, or the account's current
+    /// access token (a fresh one when the last was spent).
+    pub async fn login(&self) -> Result<Login> {
         match self {
-            Credentials::Password(p) => attempt(&Login::Password(p.clone())).await,
-            Credentials::OAuth2(b) => {
-                crate::oauth::with_token(b, async |t: &Secret| {
-                    attempt(&Login::Bearer(t.clone())).await
-                })
-                .await
+            Credentials::Password(p) => Ok(Login::Password(p.clone())),
+            Credentials::OAuth2(b) => Ok(Login::Bearer(crate::oauth::LoginToken::next(b).await?)),
+        }
+    }
+}
+
+impl Login {
+    /// A connection attempt with this login ended in `r`: the token is
+    /// marked accepted or spent, and a refused token becomes
+    /// [`crate::Error::TokenRefused`] (the governor's cue to log in once
+    /// more) or, when it was already the fresh one, [`crate::Error::OAuth`].
+    /// No retry here.
+    pub fn outcome<T>(&self, r: Result<T>) -> Result<T> {
+        match (self, r) {
+            (Login::Bearer(t), Ok(v)) => {
+                t.accepted();
+                Ok(v)
             }
+            (Login::Bearer(t), Err(e)) => Err(t.refused(e)),
+            (Login::Password(_), r) => r,
+        }
+    }
+
+    /// The token a session keeps, to report a BYE that says it expired.
+    pub fn token(&self) -> Option<crate::oauth::LoginToken> {
+        match self {
+            Login::Bearer(t) => Some(t.clone()),
+            Login::Password(_) => None,
         }
     }
 }

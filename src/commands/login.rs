@@ -51,11 +51,13 @@ pub async fn run(config: &Config, name: &str, rep: &Reporter, interrupt: &Interr
     let cfg = acct.server_config("ACCOUNT", timeouts)?;
     match cfg.url.protocol {
         Protocol::Imap => {
-            let (s, _) = crate::imap::connect(&cfg).await?;
+            let (s, _) =
+                crate::exec::fresh_login(async || crate::imap::connect(&cfg).await).await?;
             s.logout(timeouts.command).await;
         }
         Protocol::Pop3 => {
-            let (c, _) = crate::pop3::connect(&cfg).await?;
+            let (c, _) =
+                crate::exec::fresh_login(async || crate::pop3::connect(&cfg).await).await?;
             c.quit().await?;
         }
     }

@@ -27,13 +27,15 @@ pub struct ConnInfo {
 
 /// Opens an authenticated session as `cfg` says, every step under its
 /// timeout. Also ENABLEs CONDSTORE and QRESYNC when offered, so metadata
-/// sync can use CHANGEDSINCE/VANISHED. An OAuth2 token the server refuses
-/// is refreshed and tried once more on a new connection
-/// ([`crate::endpoint::Credentials::with_login`]).
+/// sync can use CHANGEDSINCE/VANISHED. One attempt: an OAuth2 token the
+/// server refuses is spent and reported as [`Error::TokenRefused`]; the
+/// caller (the governor) decides whether to log in again
+/// ([`crate::endpoint::Login::outcome`]).
 pub async fn connect(cfg: &ServerConfig) -> Result<(Session, ConnInfo)> {
-    cfg.credentials
-        .with_login(async |login: &Login| connect_as(cfg, login).await)
-        .await
+    let login = cfg.credentials.login().await?;
+    let (mut s, info) = login.outcome(connect_as(cfg, &login).await)?;
+    s.token = login.token();
+    Ok((s, info))
 }
 
 async fn connect_as(cfg: &ServerConfig, login: &Login) -> Result<(Session, ConnInfo)> {
@@ -174,6 +176,7 @@ async fn authenticate(s: &mut Session, cfg: &ServerConfig, login: &Login) -> Res
             }
         }
         Login::Bearer(tok) => {
+            let tok = tok.secret();
             if caps.has_auth("OAUTHBEARER") {
                 let ir = B64.encode(format!(
                     "n,a={},\x01auth=Bearer {}\x01\x01",
@@ -204,10 +207,10 @@ async fn authenticate(s: &mut Session, cfg: &ServerConfig, login: &Login) -> Res
 }
 
 /// A server that answers a token with `BYE` and hangs up instead of a
-/// tagged NO (some do for an expired one) has refused the login: the
-/// caller then refreshes the token and tries again. A BYE that asks to
-/// slow down or speaks of connection limits is the governor's, not a
-/// refusal of the token.
+/// tagged NO (some do for an expired one) has refused the login:
+/// the token is then spent and the next login brings a fresh one. A BYE
+/// that asks to slow down or speaks of connection limits is the
+/// governor's, not a refusal of the token.
 fn bye_is_refusal(e: Error) -> Error {
     match e {
         Error::Connect { server, msg }

@@ -3,12 +3,15 @@
 //! A connection asks for a token before it authenticates. The first one
 //! gets it from the store (or the provider, when the stored one is near
 //! its end); the others wait on the same lock and get the same token. A
-//! connection whose token a server refuses reports it back: the first such
-//! report refreshes, later reports about the same (now replaced) token
-//! just take the new one. So a pool of connections refreshes once, not
-//! once per connection, and a run that outlives its token goes on.
+//! server that refuses a token at login, or ends a session because it
+//! expired, gets it marked spent ([`LoginToken`]); the next login then
+//! refreshes, once for every connection that used it, and later reports
+//! about the same (now replaced) token change nothing. Whether and when
+//! to log in again is the throttle governor's call (`exec/governor.rs`):
+//! there is no retry here.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use super::OAuthConfig;
@@ -39,6 +42,12 @@ struct Inner {
     who: String,
     source: Source,
     current: tokio::sync::Mutex<Current>,
+    /// The newest generation a server refused or said had expired: the
+    /// next [`Bearer::token`] replaces it. Apart from `current`, so a
+    /// session can mark it without waiting for a refresh in progress.
+    spent: AtomicU64,
+    /// The newest generation a server let in.
+    accepted: AtomicU64,
 }
 
 enum Source {
@@ -57,6 +66,9 @@ struct Current {
     record: Option<TokenRecord>,
     /// Bumped each time the token is replaced.
     generation: u64,
+    /// It replaced a spent one: refused before any server let it in,
+    /// there is nothing better to try.
+    renewed: bool,
 }
 
 /// The token one connection attempt uses, and which one it was, so that
@@ -65,6 +77,7 @@ struct Current {
 pub struct Token {
     pub secret: Secret,
     generation: u64,
+    renewed: bool,
 }
 
 /// Live handles by source, so that every job and connection of a process
@@ -89,6 +102,8 @@ fn inner(who: &str, source: Source) -> Inner {
         who: who.to_string(),
         source,
         current: tokio::sync::Mutex::new(Current::default()),
+        spent: AtomicU64::new(0),
+        accepted: AtomicU64::new(0),
     }
 }
 
@@ -127,60 +142,59 @@ impl Bearer {
     }
 
     /// The token to authenticate with now: the current one while it is
-    /// good, else a fresh one.
+    /// good and not spent, else a fresh one (refreshed, or the command
+    /// run again).
     pub async fn token(&self) -> Result<Token> {
         let mut cur = self.0.current.lock().await;
+        let spent = cur.token.is_some() && cur.generation <= self.0.spent.load(Ordering::SeqCst);
         match &self.0.source {
             Source::Fixed(s) => Ok(Token {
                 secret: s.clone(),
                 generation: 0,
+                renewed: false,
             }),
             Source::Command(c) => {
-                if cur.token.is_none() {
+                if cur.token.is_none() || spent {
                     let t = self.run_command(c).await?;
-                    cur.replace(t, None);
+                    cur.replace(t, None, spent);
                 }
                 Ok(cur.handed_out())
             }
             Source::Grant(cfg) => {
-                let now = now();
-                if cur
-                    .record
-                    .as_ref()
-                    .is_some_and(|r| r.fresh_access(now).is_some())
+                if !spent
+                    && cur
+                        .record
+                        .as_ref()
+                        .is_some_and(|r| r.fresh_access(now()).is_some())
                 {
                     return Ok(cur.handed_out());
                 }
-                self.obtain(cfg, &mut cur, None).await?;
+                let refused = if spent { cur.token.clone() } else { None };
+                self.obtain(cfg, &mut cur, refused.as_ref()).await?;
+                cur.renewed = spent;
                 Ok(cur.handed_out())
             }
         }
     }
 
-    /// A server refused `t`: the token to try once more with, or `None`
-    /// when there is nothing newer to try (a fixed token; a command that
-    /// prints the same token again).
-    pub async fn refused(&self, t: &Token) -> Result<Option<Token>> {
-        let mut cur = self.0.current.lock().await;
-        if cur.generation != t.generation && cur.token.is_some() {
-            // Another connection already replaced it.
-            return Ok(Some(cur.handed_out()));
+    /// A server refused `t` or ended a session because it expired: the
+    /// next [`Bearer::token`] gets a newer one, unless another connection
+    /// already did. False when nothing newer is worth trying: a fixed
+    /// token, or `t` itself replaced a spent token and no server has let
+    /// it in yet.
+    pub fn spend(&self, t: &Token) -> bool {
+        if matches!(self.0.source, Source::Fixed(_))
+            || (t.renewed && self.0.accepted.load(Ordering::SeqCst) < t.generation)
+        {
+            return false;
         }
-        match &self.0.source {
-            Source::Fixed(_) => Ok(None),
-            Source::Command(c) => {
-                let fresh = self.run_command(c).await?;
-                if fresh == t.secret {
-                    return Ok(None);
-                }
-                cur.replace(fresh, None);
-                Ok(Some(cur.handed_out()))
-            }
-            Source::Grant(cfg) => {
-                self.obtain(cfg, &mut cur, Some(&t.secret)).await?;
-                Ok(Some(cur.handed_out()))
-            }
-        }
+        self.0.spent.fetch_max(t.generation, Ordering::SeqCst);
+        true
+    }
+
+    /// A server let `t` in.
+    pub fn accept(&self, t: &Token) {
+        self.0.accepted.fetch_max(t.generation, Ordering::SeqCst);
     }
 
     /// The account, for messages.
@@ -248,13 +262,13 @@ impl Bearer {
         };
         let stored = self.stored(cfg).await?;
         if let Some(at) = usable(&stored) {
-            cur.replace(at, Some(stored));
+            cur.replace(at, Some(stored), false);
             return Ok(());
         }
         let _lock = cfg.store.refresh_lock().await?;
         let stored = self.stored(cfg).await?;
         if let Some(at) = usable(&stored) {
-            cur.replace(at, Some(stored));
+            cur.replace(at, Some(stored), false);
             return Ok(());
         }
         let new = grant::refresh(cfg, &stored, now()).await?;
@@ -263,41 +277,82 @@ impl Bearer {
             .access_token
             .clone()
             .expect("a refresh gives an access token");
-        cur.replace(at, Some(new));
+        cur.replace(at, Some(new), false);
         Ok(())
     }
 }
 
 impl Current {
-    fn replace(&mut self, token: Secret, record: Option<TokenRecord>) {
+    fn replace(&mut self, token: Secret, record: Option<TokenRecord>, renewed: bool) {
         self.token = Some(token);
         self.record = record;
         self.generation += 1;
+        self.renewed = renewed;
     }
 
     fn handed_out(&self) -> Token {
         Token {
             secret: self.token.clone().expect("a token was just set"),
             generation: self.generation,
+            renewed: self.renewed,
         }
     }
 }
 
-/// Runs `attempt` (connect and authenticate) with the current token; when
-/// the server refuses it ([`Error::Auth`]), gets a newer one (shared by all
-/// connections, see [`Bearer::refused`]) and runs `attempt` once more. A
-/// refusal of the newer token too is [`Error::OAuth`] (exit 3).
-pub async fn with_token<T>(b: &Bearer, attempt: impl AsyncFn(&Secret) -> Result<T>) -> Result<T> {
-    let t = b.token().await?;
-    match attempt(&t.secret).await {
-        Err(Error::Auth { server, msg }) => match b.refused(&t).await? {
-            None => Err(Error::Auth { server, msg }),
-            Some(fresh) => match attempt(&fresh.secret).await {
-                Err(Error::Auth { server, msg }) => Err(b.refused_again(&server, &msg)),
-                r => r,
-            },
-        },
-        r => r,
+/// The token one login used, kept by its session, to report back what
+/// the server made of it.
+#[derive(Debug, Clone)]
+pub struct LoginToken {
+    pub bearer: Bearer,
+    pub token: Token,
+}
+
+impl LoginToken {
+    /// The next token of `b`.
+    pub async fn next(b: &Bearer) -> Result<LoginToken> {
+        Ok(LoginToken {
+            bearer: b.clone(),
+            token: b.token().await?,
+        })
+    }
+
+    pub fn secret(&self) -> &Secret {
+        &self.token.secret
+    }
+
+    /// The server let it in.
+    pub fn accepted(&self) {
+        self.bearer.accept(&self.token);
+    }
+
+    /// What a failed login's error `e` becomes: a refusal of a token that
+    /// can be replaced is [`Error::TokenRefused`] (the governor logs in
+    /// once more, and that login refreshes it); a refusal of the token
+    /// that replaced a refused one is [`Error::OAuth`] with what to do.
+    pub fn refused(&self, e: Error) -> Error {
+        match e {
+            Error::Auth { server, msg } => {
+                if self.bearer.spend(&self.token) {
+                    Error::TokenRefused { server, msg }
+                } else if self.token.renewed {
+                    self.bearer.refused_again(&server, &msg)
+                } else {
+                    Error::Auth { server, msg }
+                }
+            }
+            e => e,
+        }
+    }
+
+    /// The server ended the session with `bye`: one that says the token
+    /// expired (Microsoft's `BYE … AccessTokenExpired`) spends it, so the
+    /// next login, the governor's reconnection, brings a fresh one
+    /// instead of being refused first.
+    pub fn session_ended(&self, bye: &str) {
+        let t = bye.to_ascii_lowercase();
+        if t.contains("tokenexpired") || (t.contains("token") && t.contains("expired")) {
+            self.bearer.spend(&self.token);
+        }
     }
 }
 
@@ -321,13 +376,25 @@ mod tests {
         assert_eq!(t1.secret.expose(), "tok-1");
         assert_eq!(same.token().await.unwrap().secret.expose(), "tok-1");
         // Two connections refused with tok-1: the command runs once.
-        let t2 = b.refused(&t1).await.unwrap().unwrap();
-        let t2b = same.refused(&t1).await.unwrap().unwrap();
+        assert!(b.spend(&t1) && same.spend(&t1));
+        let t2 = b.token().await.unwrap();
+        let t2b = same.token().await.unwrap();
         assert_eq!(
             (t2.secret.expose(), t2b.secret.expose()),
             ("tok-2", "tok-2")
         );
         assert_eq!(std::fs::read_to_string(&n).unwrap().trim(), "2");
+        // A late report about tok-1 changes nothing.
+        assert!(b.spend(&t1));
+        assert_eq!(b.token().await.unwrap().secret.expose(), "tok-2");
+        // tok-2 replaced a refused token: refused before any server let
+        // it in, there is nothing better to try.
+        assert!(!b.spend(&t2));
+        // Once let in, it may expire like any other.
+        b.accept(&t2);
+        assert!(b.spend(&t2));
+        assert_eq!(b.token().await.unwrap().secret.expose(), "tok-3");
+        assert_eq!(std::fs::read_to_string(&n).unwrap().trim(), "3");
     }
 
     /// A token endpoint that answers every request with `at-N` (N counts
@@ -426,11 +493,24 @@ mod tests {
         let stored = cfg.store.load("acct").await.unwrap().unwrap();
         assert_eq!(stored.access_token.unwrap().expose(), "at-1");
         assert_eq!(stored.refresh_token.expose(), "rt");
-        // Two connections refused at-1 at once: one refresh.
-        let (a, c) = tokio::join!(b.refused(&t1), b.refused(&t1));
-        let (a, c) = (a.unwrap().unwrap(), c.unwrap().unwrap());
+        // Two connections refused at-1: one refresh for both.
+        assert!(b.spend(&t1) && b.spend(&t1));
+        let (a, c) = tokio::join!(b.token(), b.token());
+        let (a, c) = (a.unwrap(), c.unwrap());
         assert_eq!((a.secret.expose(), c.secret.expose()), ("at-2", "at-2"));
         assert_eq!(requests.load(Ordering::SeqCst), 2);
+        // The refused token is not taken back from the store either.
+        assert_ne!(
+            cfg.store
+                .load("acct")
+                .await
+                .unwrap()
+                .unwrap()
+                .access_token
+                .unwrap()
+                .expose(),
+            "at-1"
+        );
 
         // Two processes (two handles outside the registry) with a token
         // near its end: one refreshes under the file lock, the other
@@ -449,7 +529,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn with_token_retries_once_with_a_new_token() {
+    async fn a_refused_login_spends_its_token_once_then_says_what_to_do() {
         let d = tempfile::tempdir().unwrap();
         let n = d.path().join("n");
         let cmd = format!(
@@ -457,35 +537,35 @@ mod tests {
             n.display()
         );
         let b = Bearer::command(&cmd, "retry");
-        let refuse = |good: &'static str| {
-            move |s: &Secret| {
-                let ok = s.expose() == good;
-                async move {
-                    if ok {
-                        Ok(())
-                    } else {
-                        Err(Error::Auth {
-                            server: "s".into(),
-                            msg: "NO [AUTHENTICATIONFAILED]".into(),
-                        })
-                    }
-                }
-            }
+        let refusal = || Error::Auth {
+            server: "s".into(),
+            msg: "NO [AUTHENTICATIONFAILED]".into(),
         };
-        let f = refuse("tok-2");
-        with_token(&b, async |s: &Secret| f(s).await).await.unwrap();
-        let f = refuse("never");
-        let e = with_token(&b, async |s: &Secret| f(s).await)
-            .await
-            .unwrap_err();
-        assert!(matches!(e, Error::OAuth { .. }), "{e}");
+        let first = LoginToken::next(&b).await.unwrap();
+        let e = first.refused(refusal());
+        assert!(matches!(e, Error::TokenRefused { .. }), "{e}");
         assert_eq!(e.exit_code(), crate::ExitCode::Auth);
+        // Not a refusal: passed on as it is, nothing spent.
+        let again = LoginToken::next(&b).await.unwrap();
+        assert_eq!(again.secret().expose(), "tok-2");
+        let e = again.refused(Error::connect("s", "reset"));
+        assert!(e.is_transient(), "{e}");
+        // The fresh token refused too: what to do.
+        let e = again.refused(refusal());
+        assert!(matches!(e, Error::OAuth { .. }), "{e}");
+        assert!(e.to_string().contains("oauth2_token_command"), "{e}");
+        // A session ended for an expired token spends it; other BYEs not.
+        let third = LoginToken::next(&b).await.unwrap();
+        assert_eq!(third.secret().expose(), "tok-2");
+        third.accepted();
+        third.session_ended("Connection closed. 14");
+        assert_eq!(b.token().await.unwrap().secret.expose(), "tok-2");
+        third.session_ended("Session invalidated - AccessTokenExpired");
+        assert_eq!(b.token().await.unwrap().secret.expose(), "tok-3");
         // A fixed token has nothing newer: the server's refusal stands.
-        let e = with_token(&Bearer::fixed(Secret::new("x")), async |s: &Secret| {
-            f(s).await
-        })
-        .await
-        .unwrap_err();
-        assert!(matches!(e, Error::Auth { .. }), "{e}");
+        let fixed = LoginToken::next(&Bearer::fixed(Secret::new("x")))
+            .await
+            .unwrap();
+        assert!(matches!(fixed.refused(refusal()), Error::Auth { .. }));
     }
 }

@@ -18,7 +18,7 @@ pub mod loopback;
 pub mod provider;
 pub mod store;
 
-pub use bearer::{Bearer, with_token};
+pub use bearer::{Bearer, LoginToken};
 pub use form::HttpUrl;
 pub use provider::{Flow, Provider};
 pub use store::{Owner, TokenRecord, TokenStore};

@@ -95,16 +95,15 @@ pub async fn connect(cfg: &ServerConfig) -> Result<(Pop3Client, ConnInfo)> {
 }
 
 /// [`connect`] with explicit size limits (`--max-size` maps to
-/// `max_message`). An OAuth2 token the server refuses is refreshed and
-/// tried once more on a new connection
-/// ([`crate::endpoint::Credentials::with_login`]).
+/// `max_message`). One attempt: an OAuth2 token the server refuses is
+/// spent and reported as [`Error::TokenRefused`], and the caller decides
+/// whether to log in again ([`crate::endpoint::Login::outcome`]).
 pub async fn connect_with_limits(
     cfg: &ServerConfig,
     limits: Limits,
 ) -> Result<(Pop3Client, ConnInfo)> {
-    cfg.credentials
-        .with_login(async |login: &Login| connect_as(cfg, limits, login).await)
-        .await
+    let login = cfg.credentials.login().await?;
+    login.outcome(connect_as(cfg, limits, &login).await)
 }
 
 async fn connect_as(
@@ -535,7 +534,7 @@ impl Pop3Client {
                 }
             }
             Login::Bearer(tok) => {
-                let tok = tok.expose();
+                let tok = tok.secret().expose();
                 if mechs.iter().any(|m| m == "OAUTHBEARER") {
                     let (host, port) = (&cfg.url.host, cfg.url.port);
                     let ir = B64.encode(format!(
