@@ -28,6 +28,9 @@ _mailferry() {
             mailferry,help)
                 cmd="mailferry__subcmd__help"
                 ;;
+            mailferry,login)
+                cmd="mailferry__subcmd__login"
+                ;;
             mailferry,migrate)
                 cmd="mailferry__subcmd__migrate"
                 ;;
@@ -60,6 +63,9 @@ _mailferry() {
                 ;;
             mailferry__subcmd__help,help)
                 cmd="mailferry__subcmd__help__subcmd__help"
+                ;;
+            mailferry__subcmd__help,login)
+                cmd="mailferry__subcmd__help__subcmd__login"
                 ;;
             mailferry__subcmd__help,migrate)
                 cmd="mailferry__subcmd__help__subcmd__migrate"
@@ -122,7 +128,7 @@ _mailferry() {
 
     case "${cmd}" in
         mailferry)
-            opts="-c -n -q -v -h -V --config --state --dry-run --json --quiet --verbose --connections --insecure-plaintext --ca-file --tls-fingerprint --timeout --help --version fetch push prune verify plan status check run migrate generate help"
+            opts="-c -n -q -v -h -V --config --state --dry-run --json --quiet --verbose --connections --insecure-plaintext --ca-file --tls-fingerprint --timeout --help --version fetch push prune verify plan status check run login migrate generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -350,7 +356,7 @@ _mailferry() {
             return 0
             ;;
         mailferry__subcmd__help)
-            opts="fetch push prune verify plan status check run migrate generate help"
+            opts="fetch push prune verify plan status check run login migrate generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -406,6 +412,20 @@ _mailferry() {
             return 0
             ;;
         mailferry__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailferry__subcmd__help__subcmd__login)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -552,6 +572,48 @@ _mailferry() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailferry__subcmd__login)
+            opts="-c -n -q -v -h -V --config --state --dry-run --json --quiet --verbose --connections --insecure-plaintext --ca-file --tls-fingerprint --timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-fingerprint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -45,6 +45,7 @@ complete -c mailferry -n "__fish_mailferry_needs_command" -f -a "plan" -d 'Show 
 complete -c mailferry -n "__fish_mailferry_needs_command" -f -a "status" -d 'Show what the state knows: per folder counts, last run, errors'
 complete -c mailferry -n "__fish_mailferry_needs_command" -f -a "check" -d 'Connect, check TLS, authenticate, list capabilities and folders'
 complete -c mailferry -n "__fish_mailferry_needs_command" -f -a "run" -d 'Run the jobs of the config file (the cron entry point)'
+complete -c mailferry -n "__fish_mailferry_needs_command" -f -a "login" -d 'Sign in to an OAuth2 account once (code or browser) and keep its refresh token'
 complete -c mailferry -n "__fish_mailferry_needs_command" -f -a "migrate" -d 'Push many accounts at once from a CSV manifest (or the config\'s push jobs)'
 complete -c mailferry -n "__fish_mailferry_needs_command" -f -a "generate" -d 'Write the man pages and shell completions (for packagers)'
 complete -c mailferry -n "__fish_mailferry_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -319,6 +320,19 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand run" -s v -l verbose
 complete -c mailferry -n "__fish_mailferry_using_subcommand run" -l insecure-plaintext -d 'Allow imap:// and pop3:// without TLS (passwords go in clear!)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand run" -s h -l help -d 'Print help'
 complete -c mailferry -n "__fish_mailferry_using_subcommand run" -s V -l version -d 'Print version'
+complete -c mailferry -n "__fish_mailferry_using_subcommand login" -s c -l config -d 'Config file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
+complete -c mailferry -n "__fish_mailferry_using_subcommand login" -l state -d 'State database [default: $XDG_STATE_HOME/mailferry/state.db]' -r -F
+complete -c mailferry -n "__fish_mailferry_using_subcommand login" -l connections -d 'Connections per server (folders run in parallel over them)' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand login" -l ca-file -d 'Extra trusted CA certificates (PEM), added to the system roots' -r -F
+complete -c mailferry -n "__fish_mailferry_using_subcommand login" -l tls-fingerprint -d 'Trust exactly this server certificate: sha256:HEX (see `mailferry check`)' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand login" -l timeout -d 'Seconds to wait for any server response before giving up' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand login" -s n -l dry-run -d 'Show what would happen; change nothing on any server or disk'
+complete -c mailferry -n "__fish_mailferry_using_subcommand login" -l json -d 'One JSON object per line on stdout (events, then a summary)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand login" -s q -l quiet -d 'Print nothing but errors'
+complete -c mailferry -n "__fish_mailferry_using_subcommand login" -s v -l verbose -d 'Say more (repeat for protocol detail)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand login" -l insecure-plaintext -d 'Allow imap:// and pop3:// without TLS (passwords go in clear!)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand login" -s h -l help -d 'Print help'
+complete -c mailferry -n "__fish_mailferry_using_subcommand login" -s V -l version -d 'Print version'
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l manifest -d 'CSV manifest, one row per account pair (default: the config file\'s push jobs)' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l state-dir -d 'One state file, lock and event log per account in DIR [default: the --state file\'s directory/migrate]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l jobs -d 'Accounts that run at the same time' -r
@@ -359,17 +373,18 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand generate" -s v -l ve
 complete -c mailferry -n "__fish_mailferry_using_subcommand generate" -l insecure-plaintext -d 'Allow imap:// and pop3:// without TLS (passwords go in clear!)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand generate" -s h -l help -d 'Print help'
 complete -c mailferry -n "__fish_mailferry_using_subcommand generate" -s V -l version -d 'Print version'
-complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch push prune verify plan status check run migrate generate help" -f -a "fetch" -d 'Copy new mail from an IMAP or POP3 account into a Maildir'
-complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch push prune verify plan status check run migrate generate help" -f -a "push" -d 'Copy mail into an IMAP account (migration), keeping flags and dates'
-complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch push prune verify plan status check run migrate generate help" -f -a "prune" -d 'Delete mail on an account or Maildir by retention rules'
-complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch push prune verify plan status check run migrate generate help" -f -a "verify" -d 'Prove that the target holds every message of the source'
-complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch push prune verify plan status check run migrate generate help" -f -a "plan" -d 'Show what fetch, push or prune would do, changing nothing'
-complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch push prune verify plan status check run migrate generate help" -f -a "status" -d 'Show what the state knows: per folder counts, last run, errors'
-complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch push prune verify plan status check run migrate generate help" -f -a "check" -d 'Connect, check TLS, authenticate, list capabilities and folders'
-complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch push prune verify plan status check run migrate generate help" -f -a "run" -d 'Run the jobs of the config file (the cron entry point)'
-complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch push prune verify plan status check run migrate generate help" -f -a "migrate" -d 'Push many accounts at once from a CSV manifest (or the config\'s push jobs)'
-complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch push prune verify plan status check run migrate generate help" -f -a "generate" -d 'Write the man pages and shell completions (for packagers)'
-complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch push prune verify plan status check run migrate generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch push prune verify plan status check run login migrate generate help" -f -a "fetch" -d 'Copy new mail from an IMAP or POP3 account into a Maildir'
+complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch push prune verify plan status check run login migrate generate help" -f -a "push" -d 'Copy mail into an IMAP account (migration), keeping flags and dates'
+complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch push prune verify plan status check run login migrate generate help" -f -a "prune" -d 'Delete mail on an account or Maildir by retention rules'
+complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch push prune verify plan status check run login migrate generate help" -f -a "verify" -d 'Prove that the target holds every message of the source'
+complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch push prune verify plan status check run login migrate generate help" -f -a "plan" -d 'Show what fetch, push or prune would do, changing nothing'
+complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch push prune verify plan status check run login migrate generate help" -f -a "status" -d 'Show what the state knows: per folder counts, last run, errors'
+complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch push prune verify plan status check run login migrate generate help" -f -a "check" -d 'Connect, check TLS, authenticate, list capabilities and folders'
+complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch push prune verify plan status check run login migrate generate help" -f -a "run" -d 'Run the jobs of the config file (the cron entry point)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch push prune verify plan status check run login migrate generate help" -f -a "login" -d 'Sign in to an OAuth2 account once (code or browser) and keep its refresh token'
+complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch push prune verify plan status check run login migrate generate help" -f -a "migrate" -d 'Push many accounts at once from a CSV manifest (or the config\'s push jobs)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch push prune verify plan status check run login migrate generate help" -f -a "generate" -d 'Write the man pages and shell completions (for packagers)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch push prune verify plan status check run login migrate generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand help; and __fish_seen_subcommand_from plan" -f -a "fetch" -d 'Plan a fetch'
 complete -c mailferry -n "__fish_mailferry_using_subcommand help; and __fish_seen_subcommand_from plan" -f -a "push" -d 'Plan a push'
 complete -c mailferry -n "__fish_mailferry_using_subcommand help; and __fish_seen_subcommand_from plan" -f -a "prune" -d 'Plan a prune'

@@ -101,6 +101,15 @@ async fn dispatch(
                 None => Ok(()),
             }
         }
+        Command::Login(l) => {
+            crate::commands::login::run(
+                config,
+                &l.account,
+                reporter,
+                &crate::interrupt::Interrupt::install(),
+            )
+            .await
+        }
         Command::Migrate(m) => {
             crate::migrate::run(
                 config,

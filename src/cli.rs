@@ -119,6 +119,9 @@ pub enum Command {
     /// Run the jobs of the config file (the cron entry point)
     #[command(after_help = "Example (crontab):\n  */15 * * * * mailferry run backup-work")]
     Run(RunArgs),
+    /// Sign in to an OAuth2 account once (code or browser) and keep its refresh token
+    #[command(after_help = LOGIN_HELP)]
+    Login(LoginArgs),
     /// Push many accounts at once from a CSV manifest (or the config's push jobs)
     #[command(after_help = MIGRATE_HELP)]
     Migrate(MigrateArgs),
@@ -351,6 +354,28 @@ pub struct CheckArgs {
     pub urls: Vec<String>,
     #[command(flatten)]
     pub secret: SecretArgs,
+}
+
+const LOGIN_HELP: &str = "\
+The account is a config account with auth = \"oauth2\", oauth2_provider and
+your own oauth2_client_id (mailferry has none). Microsoft signs in with a
+code to enter at a URL on any device; Google with a browser on this machine
+that comes back to http://127.0.0.1:PORT/. The refresh token is kept in
+tokens/ beside the state file (mode 0600), or by token_store_command. The
+account is then checked by logging in once. Later runs refresh the access
+token by themselves; run login again when told to (grant revoked or
+expired).
+
+Examples:
+  mailferry login work
+  mailferry login work --json   # the URL and code as a JSON line, for scripts";
+
+/// `login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Config account name (with auth = "oauth2")
+    #[arg(value_name = "ACCOUNT")]
+    pub account: String,
 }
 
 /// `run`.

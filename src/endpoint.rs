@@ -308,8 +308,55 @@ pub enum Credentials {
     /// Password: IMAP AUTHENTICATE PLAIN (SASL-IR) or LOGIN; POP3 AUTH PLAIN,
     /// APOP or USER/PASS.
     Password(Secret),
-    /// OAuth2 bearer token: XOAUTH2 or OAUTHBEARER, whichever is offered.
-    OAuth2(Secret),
+    /// OAuth2 bearer tokens: XOAUTH2 or OAUTHBEARER, whichever is offered.
+    /// One [`Bearer`](crate::oauth::Bearer) is shared by all connections of
+    /// the account, so a refresh happens once for all of them.
+    OAuth2(crate::oauth::Bearer),
+}
+
+/// The secret one login attempt sends.
+#[derive(Debug, Clone)]
+pub enum Login {
+    Password(Secret),
+    /// An OAuth2 access token, with the handle to report back to.
+    Bearer(crate::oauth::LoginToken),
+}
+
+impl Credentials {
+    /// What the next login sends: the password, or the account's current
+    /// access token (a fresh one when the last was spent).
+    pub async fn login(&self) -> Result<Login> {
+        match self {
+            Credentials::Password(p) => Ok(Login::Password(p.clone())),
+            Credentials::OAuth2(b) => Ok(Login::Bearer(crate::oauth::LoginToken::next(b).await?)),
+        }
+    }
+}
+
+impl Login {
+    /// A connection attempt with this login ended in `r`: the token is
+    /// marked accepted or spent, and a refused token becomes
+    /// [`crate::Error::TokenRefused`] (the governor's cue to log in once
+    /// more) or, when it was already the fresh one, [`crate::Error::OAuth`].
+    /// No retry here.
+    pub fn outcome<T>(&self, r: Result<T>) -> Result<T> {
+        match (self, r) {
+            (Login::Bearer(t), Ok(v)) => {
+                t.accepted();
+                Ok(v)
+            }
+            (Login::Bearer(t), Err(e)) => Err(t.refused(e)),
+            (Login::Password(_), r) => r,
+        }
+    }
+
+    /// The token a session keeps, to report a BYE that says it expired.
+    pub fn token(&self) -> Option<crate::oauth::LoginToken> {
+        match self {
+            Login::Bearer(t) => Some(t.clone()),
+            Login::Password(_) => None,
+        }
+    }
 }
 
 /// Everything needed to open an authenticated session to one server.

@@ -33,6 +33,15 @@ pub enum Error {
     },
     /// The server rejected our credentials.
     Auth { server: String, msg: String },
+    /// A server refused an OAuth2 access token that can be replaced (it
+    /// died early, or expired): the token is spent, so the next login
+    /// brings a fresh one. The governor logs in once more; exit 3 if this
+    /// is where a run ends.
+    TokenRefused { server: String, msg: String },
+    /// No usable OAuth2 token: not signed in yet, the refresh token was
+    /// refused, or a server refused even a fresh token. Exit 3 like
+    /// [`Error::Auth`]; the message says what to do (mostly `mailferry login`).
+    OAuth { account: String, msg: String },
     /// TCP connect, DNS, TLS handshake or certificate failure.
     Connect { server: String, msg: String },
     /// The server said something we did not expect, or NO/BAD to a command.
@@ -75,7 +84,7 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Usage(_) | Error::Config { .. } | Error::NotImplemented(_) => ExitCode::Usage,
-            Error::Auth { .. } => ExitCode::Auth,
+            Error::Auth { .. } | Error::TokenRefused { .. } | Error::OAuth { .. } => ExitCode::Auth,
             Error::Connect { .. } | Error::Timeout { .. } => ExitCode::Connect,
             Error::Protocol { .. } => ExitCode::Connect,
             Error::Io { .. } | Error::State(_) => ExitCode::Partial,
@@ -206,6 +215,11 @@ impl fmt::Display for Error {
                 f,
                 "{server}: authentication failed: {msg} (check the user name and the password source)"
             ),
+            Error::TokenRefused { server, msg } => write!(
+                f,
+                "{server}: the OAuth2 access token was refused: {msg} (the next login gets a fresh one)"
+            ),
+            Error::OAuth { account, msg } => write!(f, "{account}: OAuth2: {msg}"),
             Error::Connect { server, msg } => write!(f, "{server}: {msg}"),
             Error::Protocol { server, msg } => write!(f, "{server}: {msg}"),
             Error::Timeout { server, what } => {

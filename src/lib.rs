@@ -27,6 +27,7 @@ pub mod maildir;
 pub mod migrate;
 pub mod mutf7;
 pub mod net;
+pub mod oauth;
 pub mod plan;
 pub mod pop3;
 pub mod provider;

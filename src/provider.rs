@@ -220,6 +220,10 @@ mod tests {
                 assert_eq!(by_host(h).map(|q| q.name), Some(p.name));
             }
             assert!(p.max_connections >= 1);
+            // `auth = "oauth2"` signs in with it (config/oauth.rs).
+            if let Some(o) = p.oauth {
+                assert_eq!(crate::oauth::Provider::parse(o).unwrap().name(), o);
+            }
         }
         let g = by_name("gmail").unwrap();
         assert_eq!(g.quirks.append_limit, Some(35_651_584));

@@ -106,7 +106,8 @@ async fn check_one(config: &Config, acct: &Account, rep: &Reporter) -> Result<()
     );
     match url.protocol {
         Protocol::Imap => {
-            let (mut s, info) = crate::imap::connect(&cfg).await?;
+            let (mut s, info) =
+                crate::exec::fresh_login(async || crate::imap::connect(&cfg).await).await?;
             tls_report(&mut out, &mut lines, info.cert.as_ref(), version.as_deref());
             lines.push(format!("  auth      ok as {}", url.user));
             let caps: Vec<String> = info.capabilities.atoms().to_vec();
@@ -158,7 +159,8 @@ async fn check_one(config: &Config, acct: &Account, rep: &Reporter) -> Result<()
             s.logout(timeouts.command).await;
         }
         Protocol::Pop3 => {
-            let (mut c, info) = crate::pop3::connect(&cfg).await?;
+            let (mut c, info) =
+                crate::exec::fresh_login(async || crate::pop3::connect(&cfg).await).await?;
             tls_report(&mut out, &mut lines, info.cert.as_ref(), version.as_deref());
             lines.push(format!(
                 "  auth      ok as {} ({})",

@@ -1,5 +1,6 @@
 //! Commands that stand beside the copy spine: `check` (a doctor for one
-//! account) and `status` (what the state knows).
+//! account), `login` (OAuth2 sign-in) and `status` (what the state knows).
 
 pub mod check;
+pub mod login;
 pub mod status;

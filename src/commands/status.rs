@@ -348,13 +348,15 @@ async fn remote_job(
     let cfg = src.from.server_config("source", config.settings.timeouts)?;
     match src.url.protocol {
         Protocol::Imap => {
-            let (mut s, _) = crate::imap::connect(&cfg).await?;
+            let (mut s, _) =
+                crate::exec::fresh_login(async || crate::imap::connect(&cfg).await).await?;
             let rows = imap_folders(&mut s, src, st).await;
             s.logout(config.settings.timeouts.command).await;
             rows
         }
         Protocol::Pop3 => {
-            let (mut c, _) = crate::pop3::connect(&cfg).await?;
+            let (mut c, _) =
+                crate::exec::fresh_login(async || crate::pop3::connect(&cfg).await).await?;
             let (sizes, uidls) = c.list_and_uidl().await?;
             // Read-only: a failed QUIT loses nothing already counted.
             let _ = c.quit().await;

@@ -48,6 +48,25 @@ pub struct RawAccount {
     pub password_file: Option<String>,
     pub password_env: Option<String>,
     pub oauth2_token_command: Option<String>,
+    /// `"password"` (default) or `"oauth2"` (mailferry's own OAuth2
+    /// client with the `oauth2_*` keys, or `oauth2_token_command`).
+    pub auth: Option<Spanned<String>>,
+    /// `"google"`, `"microsoft"` or `"custom"`.
+    pub oauth2_provider: Option<Spanned<String>>,
+    pub oauth2_client_id: Option<Spanned<String>>,
+    pub oauth2_client_secret: Option<Spanned<String>>,
+    pub oauth2_client_secret_command: Option<String>,
+    pub oauth2_scopes: Option<Vec<String>>,
+    /// Microsoft: `common` (default), `organizations`, `consumers` or a tenant id.
+    pub oauth2_tenant: Option<Spanned<String>>,
+    pub oauth2_auth_url: Option<Spanned<String>>,
+    pub oauth2_token_url: Option<Spanned<String>>,
+    pub oauth2_device_url: Option<Spanned<String>>,
+    /// `"device"` or `"loopback"` (default: the provider's).
+    pub oauth2_flow: Option<Spanned<String>>,
+    /// Keeps the refresh token with a command (`CMD get` / `CMD put`)
+    /// instead of a file in the state directory.
+    pub token_store_command: Option<String>,
     pub ca_file: Option<String>,
     pub tls_fingerprint: Option<Spanned<String>>,
     /// `"required"` (default) or `"none"` (plain text, like --insecure-plaintext).
@@ -158,27 +177,28 @@ impl ConfigFile {
 
     fn check_permissions(&self) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
+        // A client secret is a password too, whatever providers say.
+        let plain = |a: &RawAccount| {
+            a.password.as_ref().map(|p| ("password", p.span())).or(a
+                .oauth2_client_secret
+                .as_ref()
+                .map(|p| ("oauth2_client_secret", p.span())))
+        };
         let with_password = self
             .raw
             .account
             .iter()
-            .find(|(_, a)| a.get_ref().password.is_some());
-        if let Some((name, acct)) = with_password {
+            .find_map(|(n, a)| plain(a.get_ref()).map(|p| (n, a, p)));
+        if let Some((name, _, (key, span))) = with_password {
             let mode = std::fs::metadata(&self.path)
                 .map_err(|e| Error::io(&self.path, e))?
                 .permissions()
                 .mode();
             if mode & 0o077 != 0 {
-                let span = acct
-                    .get_ref()
-                    .password
-                    .as_ref()
-                    .map(|p| p.span())
-                    .unwrap_or(acct.span());
                 return Err(self.error_at(
                     span,
                     format!(
-                        "account.{name}.password: a plain password in a file others can read (mode {:o}); run chmod 600 {} or use password_command",
+                        "account.{name}.{key}: a plain secret in a file others can read (mode {:o}); run chmod 600 {} or use {key}_command",
                         mode & 0o777,
                         self.path.display()
                     ),

@@ -5,6 +5,7 @@
 
 mod file;
 pub mod filter;
+mod oauth;
 pub mod secret;
 
 use std::path::{Path, PathBuf};
@@ -421,8 +422,19 @@ impl Config {
             }
             e => e,
         };
+        let oauth = oauth::resolve(
+            cf,
+            name,
+            (raw, a.span()),
+            &endpoint,
+            profile,
+            &self.token_dir(),
+            self.settings.timeouts,
+        )?;
         let secret = if !cli_secret.is_default() {
             cli_secret
+        } else if let Some(o) = oauth {
+            SecretSource::OAuth2(Box::new(o))
         } else if let Some(c) = &raw.oauth2_token_command {
             SecretSource::OAuth2Command(c.clone())
         } else if let Some(c) = &raw.password_command {
@@ -772,6 +784,16 @@ impl Config {
     /// The state file path, for messages.
     pub fn state_path(&self) -> &Path {
         &self.settings.state_path
+    }
+
+    /// Where `mailferry login` keeps OAuth2 tokens by default: `tokens/`
+    /// beside the state file (never inside it).
+    pub fn token_dir(&self) -> PathBuf {
+        self.settings
+            .state_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("tokens")
     }
 }
 

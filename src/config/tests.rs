@@ -196,6 +196,198 @@ only_if_stored = false
     assert!(j.only_if_stored_in.is_none());
 }
 
+fn oauth_of(text: &str, name: &str) -> Result<crate::oauth::OAuthConfig> {
+    let (_d, p) = write_config(text, 0o600);
+    let c = load(&p)?;
+    match c
+        .account(name, SecretSource::Default { env_var: "X" })?
+        .secret
+    {
+        SecretSource::OAuth2(o) => Ok(*o),
+        other => panic!("not built-in OAuth2: {other:?}"),
+    }
+}
+
+#[test]
+fn oauth2_accounts_take_the_provider_defaults() {
+    use crate::oauth::{Flow, Provider, TokenStore};
+    let text = r#"
+[account.ms]
+url = "imaps://alice%40contoso.com@outlook.office365.com"
+auth = "oauth2"
+oauth2_provider = "microsoft"
+oauth2_client_id = "11111111-2222"
+oauth2_tenant = "organizations"
+
+[account.gmail]
+url = "pop3s://bob%40gmail.com@pop.gmail.com"
+auth = "oauth2"
+oauth2_provider = "google"
+oauth2_client_id = "123.apps.googleusercontent.com"
+oauth2_client_secret_command = "pass show google-client"
+token_store_command = "my-keyring"
+"#;
+    let ms = oauth_of(text, "ms").unwrap();
+    assert_eq!((ms.provider, ms.flow), (Provider::Microsoft, Flow::Device));
+    assert_eq!(
+        ms.device_url.unwrap().target,
+        "/organizations/oauth2/v2.0/devicecode"
+    );
+    assert_eq!(ms.token_url.host, "login.microsoftonline.com");
+    assert!(ms.scopes.contains(&"offline_access".to_string()));
+    assert_eq!(ms.user, "alice@contoso.com");
+    // Tokens beside the state file (/tmp/x.db), never in it.
+    let TokenStore::File(f) = &ms.store else {
+        panic!("{:?}", ms.store)
+    };
+    assert!(
+        f.to_string_lossy()
+            .starts_with("/tmp/tokens/alice@contoso.com-"),
+        "{f:?}"
+    );
+    let g = oauth_of(text, "gmail").unwrap();
+    assert_eq!((g.provider, g.flow), (Provider::Google, Flow::Loopback));
+    assert_eq!(g.scopes, ["https://mail.google.com/"]);
+    assert_eq!(g.auth_url.unwrap().host, "accounts.google.com");
+    assert_eq!(g.store, TokenStore::Command("my-keyring".into()));
+    assert!(g.client_secret.is_some());
+}
+
+/// `provider = "gmail"` (or a URL on a provider's host) with `auth =
+/// "oauth2"` needs no `oauth2_provider`: the profile names it.
+#[test]
+fn a_provider_profile_names_the_oauth2_provider() {
+    use crate::oauth::{Flow, Provider};
+    let text = r#"
+[account.g]
+provider = "gmail"
+user = "alice@gmail.com"
+auth = "oauth2"
+oauth2_client_id = "123.apps.googleusercontent.com"
+oauth2_client_secret_command = "pass show google-client"
+
+[account.ms]
+provider = "microsoft365"
+user = "bob@contoso.com"
+protocol = "pop3"
+auth = "oauth2"
+oauth2_client_id = "11111111-2222"
+oauth2_tenant = "organizations"
+
+[account.host]
+url = "imaps://carol%40outlook.com@outlook.office365.com"
+auth = "oauth2"
+oauth2_client_id = "x"
+
+[account.own]
+provider = "gmail"
+user = "dave@example.com"
+auth = "oauth2"
+oauth2_provider = "microsoft"
+oauth2_client_id = "x"
+
+[account.y]
+provider = "yahoo"
+user = "erin@yahoo.com"
+auth = "oauth2"
+oauth2_client_id = "x"
+"#;
+    let g = oauth_of(text, "g").unwrap();
+    assert_eq!((g.provider, g.flow), (Provider::Google, Flow::Loopback));
+    assert_eq!(g.user, "alice@gmail.com");
+    assert_eq!(g.scopes, ["https://mail.google.com/"]);
+    let ms = oauth_of(text, "ms").unwrap();
+    assert_eq!((ms.provider, ms.flow), (Provider::Microsoft, Flow::Device));
+    assert_eq!(
+        ms.device_url.unwrap().target,
+        "/organizations/oauth2/v2.0/devicecode"
+    );
+    assert_eq!(ms.user, "bob@contoso.com");
+    // Found by host works the same.
+    assert_eq!(
+        oauth_of(text, "host").unwrap().provider,
+        Provider::Microsoft
+    );
+    // The account's own oauth2_provider wins over its profile's.
+    assert_eq!(oauth_of(text, "own").unwrap().provider, Provider::Microsoft);
+    // Yahoo has no OAuth2 for other programs: the message says what to do.
+    let e = oauth_of(text, "y").unwrap_err();
+    assert_eq!(e.exit_code(), crate::ExitCode::Usage, "{e}");
+    let e = e.to_string();
+    assert!(
+        e.contains("config.toml:32") && e.contains("account.y.auth") && e.contains("app password"),
+        "{e}"
+    );
+}
+
+#[test]
+fn oauth2_mistakes_name_the_key() {
+    let base = "[account.a]\nurl = \"imaps://a@h\"\n";
+    for (extra, want) in [
+        ("oauth2_client_id = \"x\"\n", "needs auth = \"oauth2\""),
+        ("auth = \"oauth\"\n", "account.a.auth"),
+        ("auth = \"oauth2\"\n", "oauth2_provider"),
+        (
+            "auth = \"oauth2\"\noauth2_provider = \"yahoo\"\noauth2_client_id = \"x\"\n",
+            "yahoo",
+        ),
+        (
+            "auth = \"oauth2\"\noauth2_provider = \"google\"\n",
+            "oauth2_client_id",
+        ),
+        (
+            "auth = \"oauth2\"\noauth2_provider = \"custom\"\noauth2_client_id = \"x\"\n",
+            "oauth2_token_url",
+        ),
+        (
+            "auth = \"oauth2\"\noauth2_provider = \"custom\"\noauth2_client_id = \"x\"\noauth2_token_url = \"http://example.com/t\"\n",
+            "only for 127.0.0.1",
+        ),
+        (
+            "auth = \"oauth2\"\noauth2_provider = \"google\"\noauth2_client_id = \"x\"\npassword_command = \"p\"\n",
+            "exclude each other",
+        ),
+        (
+            "auth = \"oauth2\"\noauth2_provider = \"google\"\noauth2_client_id = \"x\"\noauth2_tenant = \"t\"\n",
+            "oauth2_tenant",
+        ),
+        (
+            "auth = \"oauth2\"\noauth2_provider = \"google\"\noauth2_client_id = \"x\"\noauth2_flow = \"device\"\n",
+            "oauth2_device_url",
+        ),
+        (
+            "auth = \"oauth2\"\noauth2_token_command = \"t\"\noauth2_client_id = \"x\"\n",
+            "oauth2_token_command",
+        ),
+    ] {
+        let e = oauth_of(&format!("{base}{extra}"), "a").unwrap_err();
+        assert_eq!(e.exit_code(), crate::ExitCode::Usage, "{e}");
+        assert!(e.to_string().contains(want), "{extra}: {e}");
+        assert!(e.to_string().contains("config.toml:"), "{e}");
+    }
+    // A client secret in a readable file is refused like a password.
+    let text = format!(
+        "{base}auth = \"oauth2\"\noauth2_provider = \"google\"\noauth2_client_id = \"x\"\noauth2_client_secret = \"s3cr3t\"\n"
+    );
+    let (_d, p) = write_config(&text, 0o644);
+    let e = load(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("account.a.oauth2_client_secret") && e.contains("chmod 600"),
+        "{e}"
+    );
+    assert!(!e.contains("s3cr3t"));
+    // auth = "oauth2" with the user's own token command stays that.
+    let (_d, p) = write_config(
+        &format!("{base}auth = \"oauth2\"\noauth2_token_command = \"t\"\n"),
+        0o600,
+    );
+    let a = load(&p)
+        .unwrap()
+        .account("a", SecretSource::Default { env_var: "X" })
+        .unwrap();
+    assert!(matches!(a.secret, SecretSource::OAuth2Command(_)));
+}
+
 fn acct(c: &Config, name: &str) -> Result<Account> {
     c.account(name, SecretSource::Default { env_var: "X" })
 }

@@ -17,6 +17,13 @@
 //!   and stops with [`Error::Budget`] (exit 5) saying when to resume.
 //! - **Dropped connections and timeouts**: retried at once, then after
 //!   1 s and 2 s, as before.
+//! - **A refused OAuth2 token** ([`Error::TokenRefused`]: it died early,
+//!   or a session ended because it expired and the reconnection still
+//!   had it): logged in again at once. The refusal spent the token, so
+//!   that login refreshes it, once for every connection of the account
+//!   (`oauth/bearer.rs`); a fresh token refused too is
+//!   [`Error::OAuth`], which fails. Commands the governor does not run
+//!   follow the same rule through [`fresh_login`].
 //!
 //! Protocol code only reports what the server said ([`Error::pacing`]);
 //! the pool (`pool.rs`) and the byte flows of fetch and push ask here.
@@ -299,6 +306,15 @@ fn verdict(e: &Error, attempt: u32, others: bool) -> Verdict {
     if matches!(e, Error::Interrupted | Error::Budget { .. }) {
         return Verdict::Fail;
     }
+    if matches!(e, Error::TokenRefused { .. }) {
+        // The next login brings a fresh token; one that is refused too
+        // is Error::OAuth. The bound is only a backstop.
+        return if attempt <= RETRIES {
+            Verdict::Retry(Duration::ZERO)
+        } else {
+            Verdict::Fail
+        };
+    }
     if let Some(p) = e.pacing() {
         if p.conn_limit {
             return if others {
@@ -320,6 +336,18 @@ fn verdict(e: &Error, attempt: u32, others: bool) -> Verdict {
         return Verdict::Retry(transient_pause(attempt));
     }
     Verdict::Fail
+}
+
+/// Opens a connection for a command the governor does not run (`check`,
+/// `verify`, `prune`, `status --remote`, `login`, a POP3 fetch's logins),
+/// under the one rule of [`verdict`] they share with it: a refused OAuth2
+/// token that can be replaced is followed by one more login, which
+/// brings a fresh one. Anything else is the caller's to report.
+pub async fn fresh_login<C>(connect: impl AsyncFn() -> Result<C>) -> Result<C> {
+    match connect().await {
+        Err(Error::TokenRefused { .. }) => connect().await,
+        r => r,
+    }
 }
 
 /// After a dropped connection: at once, then 1 s, 2 s, 4 s…
@@ -459,6 +487,28 @@ mod tests {
             "connection lost during the IMAP greeting (server said BYE: too many connections)",
         );
         assert_eq!(verdict(&bye, 1, true), Verdict::Retire);
+    }
+
+    #[test]
+    fn a_refused_token_logs_in_again_at_once() {
+        let e = Error::TokenRefused {
+            server: "s".into(),
+            msg: "AUTHENTICATE XOAUTH2: NO [AUTHENTICATIONFAILED]".into(),
+        };
+        assert_eq!(verdict(&e, 1, true), Verdict::Retry(Duration::ZERO));
+        assert_eq!(verdict(&e, 2, false), Verdict::Retry(Duration::ZERO));
+        assert_eq!(verdict(&e, RETRIES + 1, true), Verdict::Fail);
+        // The fresh one refused too, or a password refused: no retry.
+        let oauth = Error::OAuth {
+            account: "a".into(),
+            msg: "refused a freshly refreshed access token too".into(),
+        };
+        assert_eq!(verdict(&oauth, 1, true), Verdict::Fail);
+        let auth = Error::Auth {
+            server: "s".into(),
+            msg: "NO".into(),
+        };
+        assert_eq!(verdict(&auth, 1, true), Verdict::Fail);
     }
 
     #[test]

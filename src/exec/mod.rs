@@ -25,6 +25,7 @@ use crate::interrupt::Interrupt;
 use crate::report::Reporter;
 use crate::state::State;
 
+pub use governor::fresh_login;
 pub(crate) use imap_fetch::{below_namespace, url_allows};
 pub use message::{MessageHeaders, normalize_message_id, wire_bytes};
 

@@ -26,7 +26,9 @@ pub(super) async fn open<C>(
     connect: impl AsyncFn() -> Result<C>,
 ) -> Vec<C> {
     let mut conns = vec![first];
-    let extra = futures_util::future::join_all((1..n.max(1)).map(|_| connect())).await;
+    // A refused OAuth2 token gets its one more login here too.
+    let extra =
+        futures_util::future::join_all((1..n.max(1)).map(|_| super::fresh_login(&connect))).await;
     let mut limit: Option<Error> = None;
     for c in extra {
         match c {

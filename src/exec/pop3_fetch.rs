@@ -83,7 +83,7 @@ pub async fn run(job: &FetchJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
         inbox: FolderName::inbox(),
         gov: super::governor::Governor::new(state.clone(), &job.from, None, dry),
     };
-    let (mut c, _info) = pop3::connect(&sh.cfg).await?;
+    let (mut c, _info) = super::fresh_login(async || pop3::connect(&sh.cfg).await).await?;
     // The state's view loads on another thread while the server lists:
     // with 10,000 known messages that is ~10 ms, a sixth of a no-op run.
     // Not before login: on two cores, loading beside the TLS handshake
@@ -103,7 +103,9 @@ pub async fn run(job: &FetchJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
                         "{e}; reconnecting to retry (nothing was deleted: POP3 deletes only at a confirmed QUIT)"
                     ),
                 );
-                c = pop3::connect(&sh.cfg).await?.0;
+                c = super::fresh_login(async || pop3::connect(&sh.cfg).await)
+                    .await?
+                    .0;
             }
             Err(e) => {
                 ctx.reporter
@@ -799,7 +801,9 @@ async fn extra_share(sh: &Shared<'_>, queue: &Chunks<'_>, sink: &Sink<'_>) -> Ve
 
 /// Opens one more session and maps its UIDLs to its message numbers.
 async fn extra_session(sh: &Shared<'_>) -> Option<(Pop3Client, HashMap<Uidl, u32>)> {
-    let (mut c, _) = pop3::connect(&sh.cfg).await.ok()?;
+    let (mut c, _) = super::fresh_login(async || pop3::connect(&sh.cfg).await)
+        .await
+        .ok()?;
     let ids = c.uidl_all().await.ok()??;
     let mut numbers = HashMap::with_capacity(ids.len());
     for (n, u) in ids {

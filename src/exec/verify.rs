@@ -63,7 +63,7 @@ pub async fn run(job: &VerifyJob, ctx: &Ctx<'_>) -> Result<()> {
                 .into(),
         ));
     }
-    let mut s = spec.connect().await?;
+    let mut s = super::fresh_login(async || spec.connect().await).await?;
     let (folders, targets, mut target) = match &job.to.endpoint {
         Endpoint::Maildir(p) => {
             if !p.join("cur").is_dir() {
@@ -92,7 +92,7 @@ pub async fn run(job: &VerifyJob, ctx: &Ctx<'_>) -> Result<()> {
         }
         Endpoint::Server(u) if u.protocol == Protocol::Imap => {
             let tcfg = job.to.server_config("--to", ctx.settings.timeouts)?;
-            let (mut t, _) = imap::connect(&tcfg).await?;
+            let (mut t, _) = super::fresh_login(async || imap::connect(&tcfg).await).await?;
             // The same mapping push uses (without --map: verify has none).
             let pj = PushJob {
                 from: job.from.clone(),

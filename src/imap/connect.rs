@@ -9,7 +9,7 @@ use super::caps::Capabilities;
 use super::io::Io;
 use super::parse::{self, Resp, Status, Untagged};
 use super::session::{Part, Session, Step, astring};
-use crate::endpoint::{Credentials, Security, ServerConfig};
+use crate::endpoint::{Login, Security, ServerConfig};
 use crate::error::{Error, Result};
 use crate::net::{self, MailStream, PeerCert};
 
@@ -27,8 +27,18 @@ pub struct ConnInfo {
 
 /// Opens an authenticated session as `cfg` says, every step under its
 /// timeout. Also ENABLEs CONDSTORE and QRESYNC when offered, so metadata
-/// sync can use CHANGEDSINCE/VANISHED.
+/// sync can use CHANGEDSINCE/VANISHED. One attempt: an OAuth2 token the
+/// server refuses is spent and reported as [`Error::TokenRefused`]; the
+/// caller (the governor) decides whether to log in again
+/// ([`crate::endpoint::Login::outcome`]).
 pub async fn connect(cfg: &ServerConfig) -> Result<(Session, ConnInfo)> {
+    let login = cfg.credentials.login().await?;
+    let (mut s, info) = login.outcome(connect_as(cfg, &login).await)?;
+    s.token = login.token();
+    Ok((s, info))
+}
+
+async fn connect_as(cfg: &ServerConfig, login: &Login) -> Result<(Session, ConnInfo)> {
     let url = &cfg.url;
     let server = url.server();
     let t = cfg.timeouts;
@@ -91,7 +101,7 @@ pub async fn connect(cfg: &ServerConfig) -> Result<(Session, ConnInfo)> {
     }
 
     if !preauth {
-        authenticate(&mut s, cfg).await?;
+        authenticate(&mut s, cfg, login).await?;
     }
     s.st.quirks = cfg.quirks;
     if cfg.quirks.no_condstore {
@@ -136,7 +146,7 @@ async fn read_greeting(s: &mut Session) -> Result<(String, bool, Option<Capabili
     }
 }
 
-async fn authenticate(s: &mut Session, cfg: &ServerConfig) -> Result<()> {
+async fn authenticate(s: &mut Session, cfg: &ServerConfig, login: &Login) -> Result<()> {
     let user = &cfg.url.user;
     let caps = s.st.caps.clone();
     let server = s.io.server.clone();
@@ -147,8 +157,8 @@ async fn authenticate(s: &mut Session, cfg: &ServerConfig) -> Result<()> {
             caps.auth_mechanisms().join(", ")
         ),
     };
-    let text = match &cfg.credentials {
-        Credentials::Password(p) => {
+    let text = match login {
+        Login::Password(p) => {
             if caps.has_auth("PLAIN") {
                 let ir = B64.encode(format!("\0{user}\0{}", p.expose()));
                 sasl(s, "PLAIN", ir, "*").await?
@@ -165,20 +175,23 @@ async fn authenticate(s: &mut Session, cfg: &ServerConfig) -> Result<()> {
                 return Err(no_mech("password"));
             }
         }
-        Credentials::OAuth2(tok) => {
+        Login::Bearer(tok) => {
+            let tok = tok.secret();
             if caps.has_auth("OAUTHBEARER") {
                 let ir = B64.encode(format!(
                     "n,a={},\x01auth=Bearer {}\x01\x01",
                     user.replace('=', "=3D").replace(',', "=2C"),
                     tok.expose()
                 ));
-                sasl(s, "OAUTHBEARER", ir, "AQ==").await?
+                sasl(s, "OAUTHBEARER", ir, "AQ==")
+                    .await
+                    .map_err(bye_is_refusal)?
             } else if caps.has_auth("XOAUTH2") {
                 let ir = B64.encode(format!(
                     "user={user}\x01auth=Bearer {}\x01\x01",
                     tok.expose()
                 ));
-                sasl(s, "XOAUTH2", ir, "").await?
+                sasl(s, "XOAUTH2", ir, "").await.map_err(bye_is_refusal)?
             } else {
                 return Err(no_mech("OAuth2 (XOAUTH2/OAUTHBEARER)"));
             }
@@ -191,6 +204,22 @@ async fn authenticate(s: &mut Session, cfg: &ServerConfig) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A server that answers a token with `BYE` and hangs up instead of a
+/// tagged NO (some do for an expired one) has refused the login:
+/// the token is then spent and the next login brings a fresh one. A BYE
+/// that asks to slow down or speaks of connection limits is the
+/// governor's, not a refusal of the token.
+fn bye_is_refusal(e: Error) -> Error {
+    match e {
+        Error::Connect { server, msg }
+            if msg.contains("BYE") && crate::error::pacing_of(&msg).is_none() =>
+        {
+            Error::Auth { server, msg }
+        }
+        e => e,
+    }
 }
 
 /// `AUTHENTICATE mech` with the initial response inline (SASL-IR) or after

@@ -168,6 +168,9 @@ impl State {
 pub struct Session {
     pub(crate) io: Io,
     pub(crate) st: State,
+    /// The OAuth2 token it logged in with: a BYE saying it expired spends
+    /// it, so the reconnection logs in with a fresh one.
+    pub(crate) token: Option<crate::oauth::LoginToken>,
 }
 
 impl std::fmt::Debug for Session {
@@ -184,6 +187,7 @@ impl Session {
         Session {
             io,
             st: State::new(caps),
+            token: None,
         }
     }
 
@@ -296,6 +300,9 @@ impl Session {
                     Err(e) => (true, Some(e)),
                 };
                 if let Some(bye) = self.st.note(&u, consumed) {
+                    if let Some(t) = &self.token {
+                        t.session_ended(&bye);
+                    }
                     self.io.bye = Some(bye);
                 }
                 Ok(Step::Untagged(err))

@@ -528,6 +528,129 @@ async fn status_many_is_pipelined_and_matched_by_name() {
     assert_eq!((a.messages, a.highestmodseq.map(|m| m.0)), (7, Some(3)));
 }
 
+/// Microsoft's way with an expired token, which Dovecot will not show: a
+/// session is ended mid-run with `* BYE … AccessTokenExpired`, and a
+/// login with a dead token may get `BYE` instead of NO. The first is a
+/// dropped connection (the governor retries the folder on a new one) that
+/// spends the session's token, so the new login brings a fresh one
+/// without being refused first; the second is a refusal
+/// ([`Error::TokenRefused`], the governor's cue to log in once more),
+/// and the next login brings a fresh token. Nothing here retries.
+#[tokio::test]
+async fn an_expired_token_bye_mid_session_and_at_login_spends_the_token() {
+    use base64::Engine;
+    // Connection 1 takes any token and ends the session at the first
+    // command; the others take only tokens this server has not seen
+    // before and answer a used one with BYE.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let logins = seen.clone();
+    tokio::spawn(async move {
+        for conn in 1.. {
+            let (s, _) = l.accept().await.unwrap();
+            let logins = logins.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = s.into_split();
+                let mut lines = tokio::io::BufReader::new(r);
+                w.write_all(b"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2 ENABLE] hi\r\n")
+                    .await
+                    .unwrap();
+                let bye = b"* BYE Session invalidated - AccessTokenExpired\r\n";
+                loop {
+                    let mut line = String::new();
+                    if tokio::io::AsyncBufReadExt::read_line(&mut lines, &mut line)
+                        .await
+                        .unwrap_or(0)
+                        == 0
+                    {
+                        return;
+                    }
+                    let (tag, cmd) = line.trim_end().split_once(' ').unwrap();
+                    let reply = if let Some(ir) = cmd.strip_prefix("AUTHENTICATE XOAUTH2 ") {
+                        let ir = base64::engine::general_purpose::STANDARD
+                            .decode(ir)
+                            .unwrap();
+                        let ir = String::from_utf8(ir).unwrap();
+                        let tok = ir.split("auth=Bearer ").nth(1).unwrap();
+                        let tok = tok.trim_end_matches('\x01').to_string();
+                        let used = {
+                            let mut l = logins.lock().unwrap();
+                            let used = l.contains(&tok);
+                            l.push(tok);
+                            used
+                        };
+                        if conn == 1 || !used {
+                            format!("{tag} OK [CAPABILITY IMAP4rev1 ENABLE] Logged in\r\n")
+                        } else {
+                            let _ = w.write_all(bye).await;
+                            return;
+                        }
+                    } else if cmd.starts_with("ENABLE") {
+                        format!("{tag} OK\r\n")
+                    } else if conn == 1 {
+                        let _ = w.write_all(bye).await;
+                        return;
+                    } else {
+                        format!("{tag} OK done\r\n")
+                    };
+                    w.write_all(reply.as_bytes()).await.unwrap();
+                }
+            });
+        }
+    });
+    let d = tempfile::tempdir().unwrap();
+    let n = d.path().join("n");
+    let cmd = format!(
+        "n=$(cat {0} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {0}; echo tok-$n",
+        n.display()
+    );
+    let runs = || std::fs::read_to_string(&n).unwrap().trim().to_string();
+    let mut c = cfg(port, Security::Plaintext);
+    c.credentials = Credentials::OAuth2(crate::oauth::Bearer::command(&cmd, "bye-test"));
+    let (mut s, _) = connect(&c).await.unwrap();
+    let e = s.noop().await.unwrap_err();
+    assert!(
+        e.is_transient() && e.to_string().contains("AccessTokenExpired"),
+        "{e}"
+    );
+    // The BYE spent tok-1: the new session logs in with tok-2 at once.
+    let (mut s, _) = connect(&c).await.unwrap();
+    s.noop().await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), ["tok-1", "tok-2"]);
+    assert_eq!(runs(), "2");
+
+    // A login with a token the server takes for dead (here: one it has
+    // seen) gets BYE: a refusal of a token that can be replaced.
+    let bearer = |who: &str| {
+        Credentials::OAuth2(crate::oauth::Bearer::command(
+            &format!("{cmd} # {who}"),
+            who,
+        ))
+    };
+    c.credentials = bearer("bye-refused");
+    std::fs::write(&n, "1").unwrap();
+    let e = connect(&c).await.unwrap_err();
+    assert!(matches!(e, Error::TokenRefused { .. }), "{e}");
+    assert_eq!(e.exit_code(), crate::ExitCode::Auth);
+    // The next login brings a fresh token (tok-3).
+    let (mut s, _) = connect(&c).await.unwrap();
+    s.noop().await.unwrap();
+    assert_eq!(runs(), "3");
+    // A fresh token refused too: nothing better to try, say what to do.
+    c.credentials = bearer("bye-refused-again");
+    std::fs::write(&n, "0").unwrap();
+    let e = connect(&c).await.unwrap_err();
+    assert!(matches!(e, Error::TokenRefused { .. }), "{e}");
+    let e = connect(&c).await.unwrap_err();
+    assert!(matches!(e, Error::OAuth { .. }), "{e}");
+    assert_eq!(runs(), "2");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["tok-1", "tok-2", "tok-2", "tok-3", "tok-1", "tok-2"]
+    );
+}
+
 /// A fake target for [`Session::create_with_role`]: `caps` after login,
 /// the hierarchy delimiter `.`, and `reply(command)` for everything else:
 /// the response lines, `TAG` standing for the command's tag. Returns the

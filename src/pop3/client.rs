@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::codec::{self, CodecError, Command, Decoder, Event, Expect, Limits, Status};
-use crate::endpoint::{Credentials, Protocol, Security, ServerConfig, Timeouts};
+use crate::endpoint::{Login, Protocol, Security, ServerConfig, Timeouts};
 use crate::error::{Error, Result};
 use crate::flow::Lease;
 use crate::net::{MailStream, PeerCert, start_tls, tcp_connect};
@@ -95,10 +95,21 @@ pub async fn connect(cfg: &ServerConfig) -> Result<(Pop3Client, ConnInfo)> {
 }
 
 /// [`connect`] with explicit size limits (`--max-size` maps to
-/// `max_message`).
+/// `max_message`). One attempt: an OAuth2 token the server refuses is
+/// spent and reported as [`Error::TokenRefused`], and the caller decides
+/// whether to log in again ([`crate::endpoint::Login::outcome`]).
 pub async fn connect_with_limits(
     cfg: &ServerConfig,
     limits: Limits,
+) -> Result<(Pop3Client, ConnInfo)> {
+    let login = cfg.credentials.login().await?;
+    login.outcome(connect_as(cfg, limits, &login).await)
+}
+
+async fn connect_as(
+    cfg: &ServerConfig,
+    limits: Limits,
+    login: &Login,
 ) -> Result<(Pop3Client, ConnInfo)> {
     let url = &cfg.url;
     let server = url.server();
@@ -156,7 +167,7 @@ pub async fn connect_with_limits(
         c.caps = c.capa().await?.unwrap_or_default();
     }
 
-    let auth_mechanism = c.authenticate(cfg, &greeting).await?;
+    let auth_mechanism = c.authenticate(cfg, &greeting, login).await?;
     // Some servers announce more (UIDL, PIPELINING) once logged in.
     if let Some(caps) = c.capa().await? {
         c.caps = caps;
@@ -472,12 +483,13 @@ impl Pop3Client {
         &mut self,
         cfg: &ServerConfig,
         greeting: &Status,
+        login: &Login,
     ) -> Result<&'static str> {
         let user = cfg.url.user.as_str();
         let mechs = sasl_mechs(&self.caps);
         let no_capa = self.caps.is_empty();
-        match &cfg.credentials {
-            Credentials::Password(pw) => {
+        match login {
+            Login::Password(pw) => {
                 let pw = pw.expose();
                 if mechs.iter().any(|m| m == "PLAIN") {
                     let ir = B64.encode(format!("\0{user}\0{pw}"));
@@ -521,8 +533,8 @@ impl Pop3Client {
                     })
                 }
             }
-            Credentials::OAuth2(tok) => {
-                let tok = tok.expose();
+            Login::Bearer(tok) => {
+                let tok = tok.secret().expose();
                 if mechs.iter().any(|m| m == "OAUTHBEARER") {
                     let (host, port) = (&cfg.url.host, cfg.url.port);
                     let ir = B64.encode(format!(

@@ -18,6 +18,7 @@ mod imap_client;
 mod json_errors;
 mod migrate;
 mod namespace;
+mod oauth;
 mod pop3_client;
 mod pop3_fake;
 mod providers;

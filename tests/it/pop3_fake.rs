@@ -471,7 +471,7 @@ async fn xoauth2_error_challenge_is_answered_and_is_auth() {
     let cfg = config(
         port,
         Security::Plaintext,
-        Credentials::OAuth2(Secret::new("tok-123")),
+        Credentials::OAuth2(mailferry::oauth::Bearer::fixed(Secret::new("tok-123"))),
     );
     let e = pop3::connect(&cfg).await.unwrap_err();
     assert!(matches!(e, Error::Auth { .. }), "{e}");

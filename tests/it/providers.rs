@@ -815,26 +815,68 @@ fn a_refused_reconnection_retires_a_worker_and_its_folder_is_done_by_another() {
 }
 
 /// An expired token's BYE in the middle of a session (Microsoft 365 after
-/// an hour): a new session picks up where the state says, fetch and push.
+/// an hour): a new session picks up where the state says, fetch and push,
+/// and logs in with a fresh token: the server refuses an expired token
+/// from then on, as a provider does. The BYE itself spent the token, so
+/// the reconnection does not try it first: with one connection no login
+/// is refused, and the token command runs once per session.
 #[test]
 fn an_expired_token_mid_session_reconnects_and_completes() {
     let q = QuirkServer::start(QuirkOpts {
         exchange: true,
         expire_after: Some(4),
+        oauth: true,
         ..Default::default()
     });
     let s = spread(1416, 30);
     seed_quirk(&q, &s);
     let dv = Dovecot::start();
-    let t = T::new(
-        &[
-            quirk_account("o365", &q, "microsoft365", ""),
-            dovecot_account("dv", &dv),
-        ],
-        Some(&dv),
+    let t = T::new(&[], Some(&dv));
+    // Prints tok-1, tok-2, … one per run.
+    let runs = t.env.path("token-runs");
+    let cmd = format!(
+        "n=$(cat {0} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {0}; echo tok-$n",
+        runs.display()
     );
-    assert_eq!(ok(&t.fetch("o365", &[]))["copied"], 30);
+    std::fs::write(
+        &t.cfg,
+        format!(
+            "[account.o365]\nprovider = \"microsoft365\"\nurl = \"{}\"\ntls = \"none\"\noauth2_token_command = '{cmd}'\n\n{}",
+            q.url(),
+            dovecot_account("dv", &dv)
+        ),
+    )
+    .unwrap();
+    let token_runs = || {
+        std::fs::read_to_string(&runs)
+            .unwrap()
+            .trim()
+            .parse::<usize>()
+            .unwrap()
+    };
+
+    assert_eq!(ok(&t.fetch("o365", &["--connections", "1"]))["copied"], 30);
     assert_maildir_holds(&t.maildir(), &s);
+    let tokens = q.tokens();
+    assert!(q.expired() >= 2, "sessions ended: {}", q.expired());
+    assert_eq!(
+        q.stale_logins(),
+        0,
+        "an expired token was tried: {tokens:?}"
+    );
+    let mut distinct = tokens.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        tokens.len(),
+        "a session per token: {tokens:?}"
+    );
+    assert_eq!(token_runs(), tokens.len(), "one refresh per session");
+
+    // Several connections: one may still log in with a token another
+    // session's end spent; the server refuses it, and the governor's
+    // next login brings a fresh one.
     ok(&t.run(&["push", "--from", "o365", "--to", "dv"]));
     assert_dovecot_holds(&dv, &s);
     let logins = q
@@ -843,6 +885,7 @@ fn an_expired_token_mid_session_reconnects_and_completes() {
         .filter(|e| e.line.starts_with("AUTHENTICATE"))
         .count();
     assert!(logins > 3, "sessions ended and were replaced: {logins}");
+    assert!(token_runs() > tokens.len(), "the push refreshed too");
 }
 
 /// Parses `2026-12-03T10:00:00Z`.

@@ -40,7 +40,7 @@ pub async fn run(job: &PruneJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
         .as_ref()
         .map(|a| Store::open(a, ctx.settings.timeouts))
         .transpose()?;
-    let (mut s, _) = imap::connect(&cfg).await?;
+    let (mut s, _) = crate::exec::fresh_login(async || imap::connect(&cfg).await).await?;
     let listed = s.list_folders().await?;
     let trash = if job.to_trash {
         Some(

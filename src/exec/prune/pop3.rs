@@ -46,7 +46,7 @@ pub async fn run(job: &PruneJob, ctx: &Ctx<'_>, state: &Arc<Mutex<State>>) -> Re
         rules.older_than_days.is_some() || rules.keep_last.is_some() || rules.max_total.is_some();
     let mut heads: HashMap<u32, super::Facts> = HashMap::new();
 
-    let (mut c, _) = pop3::connect(&cfg).await?;
+    let (mut c, _) = crate::exec::fresh_login(async || pop3::connect(&cfg).await).await?;
     let (sizes, ids) = c.list_and_uidl().await?;
     let sizes: HashMap<u32, u64> = sizes.into_iter().collect();
     let ids = match ids {

@@ -147,7 +147,11 @@ impl Store {
             Store::Maildir { md, .. } => maildir_copies(md, folder, &sizes)?,
             Store::Imap { cfg, session, .. } => {
                 if session.is_none() {
-                    *session = Some(Box::new(imap::connect(cfg).await?.0));
+                    *session = Some(Box::new(
+                        crate::exec::fresh_login(async || imap::connect(cfg).await)
+                            .await?
+                            .0,
+                    ));
                 }
                 let s = session.as_mut().expect("connected above");
                 imap_copies(s, folder, special_use, &sizes, probes).await?

@@ -43,6 +43,9 @@ pub struct DovecotOpts {
     /// `false`: `ssl = no`, no IMAPS/POP3S listeners, no STARTTLS/STLS
     /// offered (for "refuse if STARTTLS is not offered" tests).
     pub tls: bool,
+    /// OAuth2 logins: (introspection URL, SASL mechanisms), see
+    /// [`DovecotOpts::oauth2`].
+    pub oauth2: Option<(String, String)>,
 }
 
 impl Default for DovecotOpts {
@@ -52,6 +55,7 @@ impl Default for DovecotOpts {
             users: Vec::new(),
             extra_config: Vec::new(),
             tls: true,
+            oauth2: None,
         }
     }
 }
@@ -72,6 +76,15 @@ impl DovecotOpts {
     }
     pub fn no_tls(mut self) -> Self {
         self.tls = false;
+        self
+    }
+    /// Bearer-token logins with `mechanisms` (e.g. `"xoauth2 oauthbearer"`)
+    /// through Dovecot's oauth2 passdb: every login POSTs the token to
+    /// `introspection_url` (RFC 7662, `token=…`) and is accepted when the
+    /// answer has `"active": true` and `"username"` = the login name.
+    /// Password logins keep the passwd-file passdb.
+    pub fn oauth2(mut self, introspection_url: &str, mechanisms: &str) -> Self {
+        self.oauth2 = Some((introspection_url.to_string(), mechanisms.to_string()));
         self
     }
 }
@@ -160,6 +173,13 @@ impl Dovecot {
             ));
         }
         write_mode(&root.join("passwd"), passwd.as_bytes(), 0o644);
+        if let Some((url, _)) = &opts.oauth2 {
+            let conf = format!(
+                "introspection_mode = post\nintrospection_url = {url}\n\
+                 username_attribute = username\nactive_attribute = active\nactive_value = true\n"
+            );
+            write_mode(&root.join("oauth2.conf"), conf.as_bytes(), 0o644);
+        }
         for sub in ["run", "state"] {
             fs::create_dir(root.join(sub)).unwrap();
         }
@@ -368,6 +388,13 @@ impl Dovecot {
         }
     }
 
+    /// Ends every IMAP and POP3 session of `user` now (`doveadm kick`):
+    /// the server says `* BYE` and closes, as a provider does when a
+    /// session's token expires.
+    pub fn kick(&self, user: &str) -> String {
+        self.doveadm(&["kick", user])
+    }
+
     /// Folder name ('/'-separated) as the server names it.
     pub fn server_name(&self, folder: &str) -> String {
         folder.replace('/', &self.separator.to_string())
@@ -536,7 +563,7 @@ debug_log_path = {r}/dovecot.log
 protocols = imap pop3
 listen = 127.0.0.1
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login {oauth2_mechanisms}
 auth_failure_delay = 0
 auth_verbose = yes
 first_valid_uid = 1
@@ -545,7 +572,7 @@ mail_location = maildir:{r}/mail/%u
 mail_fsync = never
 mail_max_userip_connections = 100
 pop3_uidl_format = %08Xu%08Xv
-passdb {{
+{oauth2_passdb}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {r}/passwd
 }}
@@ -606,6 +633,13 @@ service pop3-login {{
 }}
 "#,
             sep = self.separator,
+            oauth2_mechanisms = opts.oauth2.as_ref().map_or("", |o| o.1.as_str()),
+            oauth2_passdb = match &opts.oauth2 {
+                Some((_, mechs)) => format!(
+                    "passdb {{\n  driver = oauth2\n  mechanisms = {mechs}\n  args = {r}/oauth2.conf\n}}\n"
+                ),
+                None => String::new(),
+            },
             imap = p.imap,
             imaps = if self.tls { p.imaps } else { 0 },
             pop3 = p.pop3,

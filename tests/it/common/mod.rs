@@ -1,7 +1,8 @@
 //! Shared integration-test harness: a real Dovecot per test (`dovecot`), a
 //! deterministic mail corpus (`corpus`), the modified UTF-7 encoding
-//! Dovecot uses for Maildir++ folder names (`mutf7`), and a scripted IMAP
-//! server for provider quirks real servers cannot show (`quirk_imap`).
+//! Dovecot uses for Maildir++ folder names (`mutf7`), a local OAuth2
+//! provider (`oauth`), and a scripted IMAP server for provider quirks real
+//! servers cannot show (`quirk_imap`).
 //!
 //! Every test binary compiles this module on its own and uses only part of
 //! it, hence the blanket `allow`s.
@@ -11,6 +12,7 @@ pub mod corpus;
 pub mod cyrus;
 pub mod dovecot;
 pub mod mutf7;
+pub mod oauth;
 pub mod quirk_imap;
 
 pub use corpus::{CorpusOpts, Message, corpus, folder_set, spread};

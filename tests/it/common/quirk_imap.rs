@@ -5,11 +5,12 @@
 //! keywords on APPEND (Exchange), throttle (`NO [THROTTLED]`, Microsoft's
 //! "Suggested Backoff Time" in NO or BAD + BYE), refuse logins beyond N
 //! sessions ("Too many simultaneous connections") and end a session with
-//! an expired token's BYE.
+//! an expired token's BYE (with `oauth`: and refuse that token from then
+//! on, as a provider would once it has expired).
 //!
 //! Plain TCP on loopback (mailferry with `tls = "none"`), a thread per
 //! connection, one in-memory mailbox set behind a mutex. It implements
-//! what mailferry sends: CAPABILITY, LOGIN, AUTHENTICATE PLAIN (SASL-IR),
+//! what mailferry sends: CAPABILITY, LOGIN, AUTHENTICATE PLAIN or XOAUTH2 (SASL-IR),
 //! ENABLE, NAMESPACE, LIST, STATUS, SELECT/EXAMINE, UID SEARCH/FETCH/
 //! STORE/EXPUNGE, APPEND (LITERAL+ and synchronizing literals, UIDPLUS
 //! answers), CREATE, SUBSCRIBE, NOOP, UNSELECT, LOGOUT.
@@ -80,6 +81,10 @@ pub struct QuirkOpts {
     /// `* BYE Session invalidated - AccessTokenExpired` and close (the
     /// next login works).
     pub expire_after: Option<usize>,
+    /// AUTH=XOAUTH2 (SASL-IR): any token logs the user in until a session
+    /// that logged in with it was ended for expiry (`expire_after`); then
+    /// it is refused with `NO [AUTHENTICATIONFAILED]`.
+    pub oauth: bool,
 }
 
 /// One message as the server holds it.
@@ -137,6 +142,12 @@ struct Shared {
     early: Vec<String>,
     next_conn: usize,
     logins: usize,
+    /// Tokens that logged in, in order (`oauth`).
+    tokens: Vec<String>,
+    /// Tokens a session was ended for.
+    expired: BTreeSet<String>,
+    /// Logins refused because their token had expired.
+    stale_logins: usize,
 }
 
 /// A running quirk server; stops when dropped.
@@ -274,6 +285,21 @@ impl QuirkServer {
     /// The most sessions logged in at once.
     pub fn max_sessions_seen(&self) -> usize {
         self.sh.lock().unwrap().max_seen
+    }
+
+    /// The tokens that logged in, in order (`oauth`).
+    pub fn tokens(&self) -> Vec<String> {
+        self.sh.lock().unwrap().tokens.clone()
+    }
+
+    /// Sessions ended for an expired token.
+    pub fn expired(&self) -> usize {
+        self.sh.lock().unwrap().expired.len()
+    }
+
+    /// Logins refused because their token had expired.
+    pub fn stale_logins(&self) -> usize {
+        self.sh.lock().unwrap().stale_logins
     }
 
     /// Changes the switches for new commands.
@@ -469,6 +495,8 @@ struct Conn {
     selected: Option<(String, bool)>,
     commands: usize,
     expired_once: bool,
+    /// The token it logged in with (`oauth`).
+    token: Option<String>,
     condstore: bool,
     /// This connection was told to wait until then.
     own_wait: Option<Instant>,
@@ -489,6 +517,7 @@ fn serve(s: TcpStream, sh: Arc<Mutex<Shared>>) -> std::io::Result<()> {
         selected: None,
         commands: 0,
         expired_once: false,
+        token: None,
         condstore: false,
         own_wait: None,
     };
@@ -544,6 +573,9 @@ fn caps(o: &QuirkOpts) -> String {
     if o.exchange {
         c.push_str(" MOVE IDLE CHILDREN");
     }
+    if o.oauth {
+        c.push_str(" AUTH=XOAUTH2");
+    }
     c
 }
 
@@ -598,6 +630,9 @@ fn handle(c: &mut Conn, sh: &Mutex<Shared>, tag: &str, args: &[Tok]) -> std::io:
             && !c.expired_once
         {
             c.expired_once = true;
+            if let Some(t) = c.token.clone() {
+                g.expired.insert(t);
+            }
             return Ok(Out {
                 bytes: b"* BYE Session invalidated - AccessTokenExpired\r\n".to_vec(),
                 close: true,
@@ -650,6 +685,32 @@ fn handle(c: &mut Conn, sh: &Mutex<Shared>, tag: &str, args: &[Tok]) -> std::io:
                     args.get(1).map(|t| t.text()).unwrap_or_default(),
                     args.get(2).map(|t| t.text()).unwrap_or_default(),
                 )
+            } else if o.oauth
+                && args
+                    .get(1)
+                    .is_some_and(|m| m.text().eq_ignore_ascii_case("XOAUTH2"))
+            {
+                // user=U ^A auth=Bearer T ^A ^A
+                let ir = args.get(2).map(|t| t.text()).unwrap_or_default();
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(ir)
+                    .unwrap_or_default();
+                let raw = String::from_utf8_lossy(&raw).into_owned();
+                let field = |k: &str| {
+                    raw.split('\x01')
+                        .find_map(|f| f.strip_prefix(k))
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let token = field("auth=Bearer ");
+                if g.expired.contains(&token) {
+                    g.stale_logins += 1;
+                    return Ok(ok(format!(
+                        "{tag} NO [AUTHENTICATIONFAILED] AUTHENTICATE failed.\r\n"
+                    )));
+                }
+                c.token = Some(token);
+                (field("user="), g.password.clone())
             } else {
                 let ir = args.get(2).map(|t| t.text()).unwrap_or_default();
                 let raw = base64::engine::general_purpose::STANDARD
@@ -680,6 +741,9 @@ fn handle(c: &mut Conn, sh: &Mutex<Shared>, tag: &str, args: &[Tok]) -> std::io:
             g.sessions += 1;
             g.max_seen = g.max_seen.max(g.sessions);
             c.authed = true;
+            if let Some(t) = c.token.clone() {
+                g.tokens.push(t);
+            }
             Ok(ok(format!(
                 "{tag} OK [CAPABILITY {}] Logged in\r\n",
                 caps(&o)
