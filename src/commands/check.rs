@@ -166,7 +166,9 @@ async fn check_one(config: &Config, acct: &Account, rep: &Reporter) -> Result<()
                 "  auth      ok as {} ({})",
                 url.user, info.auth_mechanism
             ));
-            lines.push(format!("  caps      {}", info.capabilities.join(" ")));
+            let caps = c.login_capabilities().await?.to_vec();
+            let pipelining = c.window() > 1;
+            lines.push(format!("  caps      {}", caps.join(" ")));
             let (count, size) = c.stat().await?;
             let uidl = c.uidl_all().await?.is_some();
             lines.push(format!(
@@ -183,13 +185,13 @@ async fn check_one(config: &Config, acct: &Account, rep: &Reporter) -> Result<()
             ));
             lines.push(format!(
                 "  pipelining {}",
-                if info.pipelining { "yes" } else { "no" }
+                if pipelining { "yes" } else { "no" }
             ));
-            out["capabilities"] = json!(info.capabilities);
+            out["capabilities"] = json!(caps);
             out["messages"] = json!(count);
             out["bytes"] = json!(size);
             out["uidl"] = json!(uidl);
-            out["pipelining"] = json!(info.pipelining);
+            out["pipelining"] = json!(pipelining);
             c.quit().await?;
         }
     }

@@ -171,13 +171,29 @@ async fn sync(
     let name = sh.inbox.as_str();
     sh.ctx.interrupt.check()?;
 
-    let listing = list(&mut c, sh.ctx.reporter).await?;
+    // UIDL first: when the state knows every message and nothing is to be
+    // deleted, the run is over without a LIST (a no-op rerun is CAPA+UIDL
+    // in one write, then QUIT).
+    let ids = c.uidl_all().await?;
     let View { folder_id, known } = match preloaded {
         Some(h) => h
             .await
             .map_err(|e| Error::State(format!("loading the state failed: {e}")))??,
         None => view(&sh.state, &sh.sync_key, &sh.inbox, &sh.target, dry)?,
     };
+    if !dry
+        && sh.job.retention == Retention::Keep
+        && let Some(ids) = &ids
+        && ids
+            .iter()
+            .all(|(_, u)| known.contains_key(&MsgKey::Uidl(u.clone())))
+    {
+        rep.folder_start(name, 0, 0).finish();
+        rep.folder_done(name, &Summary::default());
+        let _ = c.quit().await;
+        return Ok(());
+    }
+    let listing = list_with(&mut c, ids, sh.ctx.reporter).await?;
     let source: Vec<SourceMsg> = listing
         .iter()
         .map(|m| SourceMsg {
@@ -297,6 +313,28 @@ async fn sync(
 /// LIST and UIDL (or the header-digest fallback), one entry per identity.
 pub(super) async fn list(c: &mut Pop3Client, rep: &crate::report::Reporter) -> Result<Vec<Listed>> {
     let (sizes, ids) = c.list_and_uidl().await?;
+    merge_listing(c, sizes, ids, rep).await
+}
+
+/// LIST to go with a UIDL listing already read (`None`: the server has no
+/// UIDL).
+async fn list_with(
+    c: &mut Pop3Client,
+    ids: Option<Vec<(u32, Uidl)>>,
+    rep: &crate::report::Reporter,
+) -> Result<Vec<Listed>> {
+    let sizes = c.list_all().await?;
+    merge_listing(c, sizes, ids, rep).await
+}
+
+/// One entry per identity from LIST and UIDL (or, without UIDL, the
+/// header-digest fallback).
+async fn merge_listing(
+    c: &mut Pop3Client,
+    sizes: Vec<(u32, u64)>,
+    ids: Option<Vec<(u32, Uidl)>>,
+    rep: &crate::report::Reporter,
+) -> Result<Vec<Listed>> {
     let sizes: HashMap<u32, u64> = sizes.into_iter().collect();
     let ids = match ids {
         Some(ids) => ids,

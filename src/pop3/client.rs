@@ -29,8 +29,10 @@ const READ_BUF: usize = 64 * 1024;
 pub struct ConnInfo {
     /// The greeting's text (without `+OK`).
     pub greeting: String,
-    /// CAPA lines as last seen (after TLS and login), empty if the server
-    /// has no CAPA.
+    /// CAPA lines as last seen, empty if the server has no CAPA. From a
+    /// server that pipelines these are the ones before login: the
+    /// post-login CAPA goes out with the first command
+    /// ([`Pop3Client::login_capabilities`]).
     pub capabilities: Vec<String>,
     /// The server accepts pipelined commands (RFC 2449 PIPELINING).
     pub pipelining: bool,
@@ -73,6 +75,9 @@ pub struct Pop3Client {
     broken: bool,
     /// The lease of the message body just read, until handed on.
     lease: Lease,
+    /// The post-login CAPA is still to be asked: it goes out in one write
+    /// with the next command ([`Pop3Client::login_capabilities`]).
+    capa_pending: bool,
 }
 
 // By hand: the buffers are large, and the write buffer held PASS/AUTH.
@@ -168,15 +173,16 @@ async fn connect_as(
     }
 
     let auth_mechanism = c.authenticate(cfg, &greeting, login).await?;
-    // Some servers announce more (UIDL, PIPELINING) once logged in.
-    if let Some(caps) = c.capa().await? {
-        c.caps = caps;
-    }
-    c.window = if has_cap(&c.caps, "PIPELINING") {
-        PIPELINE_WINDOW
+    // Some servers announce more (UIDL, PIPELINING) once logged in, so the
+    // capabilities are asked again. A server that pipelines gets that CAPA
+    // in one write with the first command of the session (no round trip
+    // of its own: a no-op fetch is CAPA+UIDL, then QUIT).
+    if has_cap(&c.caps, "PIPELINING") {
+        c.window = PIPELINE_WINDOW;
+        c.capa_pending = true;
     } else {
-        1
-    };
+        c.refresh_capabilities().await?;
+    }
     let info = ConnInfo {
         greeting: greeting.text.clone(),
         capabilities: c.caps.clone(),
@@ -224,7 +230,30 @@ impl Pop3Client {
             wbuf: Vec::with_capacity(1024),
             broken: false,
             lease: Lease::default(),
+            capa_pending: false,
         }
+    }
+
+    /// Asks CAPA now and sets the pipelining window from the answer.
+    async fn refresh_capabilities(&mut self) -> Result<()> {
+        if let Some(caps) = self.capa().await? {
+            self.caps = caps;
+        }
+        self.window = if has_cap(&self.caps, "PIPELINING") {
+            PIPELINE_WINDOW
+        } else {
+            1
+        };
+        Ok(())
+    }
+
+    /// The capabilities the server announces once logged in (asked now if
+    /// the post-login CAPA has not gone out with a command yet).
+    pub async fn login_capabilities(&mut self) -> Result<&[String]> {
+        if self.capa_pending {
+            self.send(&[]).await?;
+        }
+        Ok(&self.caps)
     }
 
     /// `host:port`, for messages.
@@ -274,11 +303,16 @@ impl Pop3Client {
     async fn send(&mut self, cmds: &[Command]) -> Result<()> {
         self.usable()?;
         self.wbuf.clear();
-        for c in cmds {
+        // The deferred post-login CAPA leads the first write after login;
+        // its answer is read before this call returns (the server is
+        // already at work on the rest).
+        let capa = std::mem::take(&mut self.capa_pending);
+        let lead: &[Command] = if capa { &[Command::Capa] } else { &[] };
+        for c in lead.iter().chain(cmds) {
             c.encode(&mut self.wbuf)
                 .map_err(|e| Error::Usage(format!("{}: {e}", self.server)))?;
         }
-        for c in cmds {
+        for c in lead.iter().chain(cmds) {
             if let Some(e) = c.expect() {
                 self.dec.expect(e);
             }
@@ -293,6 +327,15 @@ impl Pop3Client {
         self.wbuf.fill(0);
         self.wbuf.clear();
         match r {
+            Ok(Ok(())) if capa => {
+                if let Ok(body) = self.read_multi().await? {
+                    self.caps = codec::parse_capa(&body);
+                }
+                if !has_cap(&self.caps, "PIPELINING") {
+                    self.window = 1;
+                }
+                Ok(())
+            }
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
                 self.broken = true;

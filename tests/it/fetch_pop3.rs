@@ -790,3 +790,53 @@ fn a_lost_extra_session_is_taken_over_by_the_first() {
     assert_eq!(summary(&r)["copied"], 450);
     assert_eq!(inbox_count(&dv), 0, "retention ran after the takeover");
 }
+
+/// The POP3 commands clients sent after login (Dovecot's rawlog), in order.
+fn pop3_commands(dv: &Dovecot) -> Vec<String> {
+    let dir = dv.dir().join("home").join(dv.user()).join("rawlog");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".in"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        for line in String::from_utf8_lossy(&std::fs::read(f).unwrap()).lines() {
+            let line = match line.split_once(' ') {
+                Some((ts, rest)) if ts.parse::<f64>().is_ok() => rest,
+                _ => line,
+            };
+            out.push(line.split(' ').next().unwrap_or("").to_ascii_uppercase());
+        }
+    }
+    out
+}
+
+#[test]
+fn a_rerun_with_nothing_new_asks_uidl_only_and_one_with_new_mail_lists() {
+    let dv = Dovecot::start_with(
+        common::DovecotOpts::default().config("protocol pop3 {\n  rawlog_dir = %h/rawlog\n}"),
+    );
+    let first = load(&dv, 38, 30);
+    let env = Env::new();
+    let to = env.path("mail");
+    let r = fetch(&env, &dv, &to, &[]);
+    assert_eq!(counts(&r), (30, 0, 0), "{}{}", r.stdout, r.stderr);
+
+    // Nothing new: after login only CAPA (sent with UIDL), UIDL and QUIT.
+    crate::push::clear_rawlog(&dv);
+    let r = fetch(&env, &dv, &to, &[]);
+    assert_eq!(counts(&r), (0, 0, 0), "{}{}", r.stdout, r.stderr);
+    assert_eq!(pop3_commands(&dv), ["CAPA", "UIDL", "QUIT"]);
+
+    // New mail: the sizes are listed, and only the new message is read.
+    let more = load(&dv, 39, 1);
+    crate::push::clear_rawlog(&dv);
+    let r = fetch(&env, &dv, &to, &[]);
+    assert_eq!(counts(&r), (1, 0, 0), "{}{}", r.stdout, r.stderr);
+    assert_eq!(pop3_commands(&dv), ["CAPA", "UIDL", "LIST", "RETR", "QUIT"]);
+    let all: Vec<Message> = first.into_iter().chain(more).collect();
+    assert_exact(&to, &all);
+}
